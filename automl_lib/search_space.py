@@ -99,7 +99,10 @@ class Architecture:
                     "expected UNITS-ACTIVATION such as '8-tanh'"
                 )
             pairs.append((int(units), activation))
-        return cls.from_pairs(pairs)
+        try:
+            return cls.from_pairs(pairs)
+        except ValueError as error:
+            raise ValueError(f"architecture {text!r}: {error}") from None
 
     def to_json(self) -> str:
         """JSON list of ``[units, activation]`` pairs."""
