@@ -35,6 +35,11 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
 }
 
 
+MAX_LR = 1e30
+"""Largest learning rate accepted. Adam's first step is about 10 x lr; a step past
+float32's range (3.4e38) makes the optimiser raise instead of diverging."""
+
+
 class NonFiniteLossWarning(RuntimeWarning):
     """A child's training loss became NaN or infinite; it got reward 0."""
 
@@ -47,13 +52,17 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def _finite_float(name: str, value: Any, positive: bool = False) -> float:
+def _finite_float(
+    name: str, value: Any, positive: bool = False, maximum: float = math.inf
+) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     number = float(value)
     if not math.isfinite(number) or (positive and number <= 0):
         kind = "a finite positive number" if positive else "a finite number"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if number > maximum:
+        raise ValueError(f"{name} must be at most {maximum:g}, got {value!r}")
     return number
 
 
@@ -66,12 +75,12 @@ class TrainConfig:
     max_epochs : int, default 1000
         Full-batch Adam steps at most.
     lr : float, default 0.01
-        Adam learning rate.
+        Adam learning rate, positive and at most :data:`MAX_LR`.
     patience : int, default 50
         Stop after this many epochs without a strict improvement of the
         validation accuracy.
     reward_exponent : float, default 3.0
-        reward = accuracy ** reward_exponent.
+        reward = accuracy ** reward_exponent; finite and positive.
     reward_rule : {"best", "last5"}, default "best"
         ``"best"`` rewards the best epoch, whose weights are kept. ``"last5"`` is
         the report's literal rule: the best of the last five epochs trained.
@@ -90,8 +99,10 @@ class TrainConfig:
             self, "max_epochs", _positive_int("max_epochs", self.max_epochs)
         )
         object.__setattr__(self, "patience", _positive_int("patience", self.patience))
-        object.__setattr__(self, "lr", _finite_float("lr", self.lr, positive=True))
-        exponent = _finite_float("reward_exponent", self.reward_exponent)
+        lr = _finite_float("lr", self.lr, positive=True, maximum=MAX_LR)
+        object.__setattr__(self, "lr", lr)
+        # a zero exponent makes every reward 1; a negative one divides by zero
+        exponent = _finite_float("reward_exponent", self.reward_exponent, True)
         object.__setattr__(self, "reward_exponent", exponent)
         if self.reward_rule not in REWARD_RULES:
             raise ValueError(

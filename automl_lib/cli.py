@@ -1,7 +1,13 @@
 """Command line: ``python -m automl_lib search`` and ``python -m automl_lib random``.
 
-This is the only module that prints. Bad values get a one-line error naming
-the option and the value, and exit status 2, before any training starts.
+This is the only module that prints. Every option is checked before anything
+is trained; a bad value gets a one-line ``error: ...`` naming the option and
+the value, and exit status 2, never a traceback.
+
+A search writes a checkpoint after every episode; ``search --resume DIR``
+continues it with the settings stored in ``DIR/run.json`` and ends with the
+same history, children and best architecture as an uninterrupted run.
+:func:`main` runs torch on one thread, which this reproducibility needs.
 """
 
 from __future__ import annotations
@@ -9,17 +15,73 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn, TextIO
 
 EXIT_USAGE = 2
+
+MAX_SEED = 2**32 - 1
+"""Largest seed: scikit-learn's data set makers take seeds below 2**32."""
+
+STORED_OPTIONS = (
+    "units",
+    "activations",
+    "max_layers",
+    "dataset",
+    "max_epochs",
+    "patience",
+    "child_lr",
+    "reward_exponent",
+    "reward_rule",
+    "trainer",
+    "processes",
+    "seed",
+    "episodes",
+    "batch_size",
+    "lr",
+    "entropy_weight",
+    "baseline_decay",
+    "num",
+)
+"""Options recorded in ``run.json``, as typed, so a resumed run is rebuilt from
+them through the same checks."""
+
+RESUME_MAY_CHANGE = ("resume", "processes", "no_progress")
+"""Options that ``--resume`` accepts: they do not change any result."""
+
+LIBRARY_FIELDS = {
+    "units": "--units",
+    "activations": "--activations",
+    "max_layers": "--max-layers",
+    "max_epochs": "--max-epochs",
+    "patience": "--patience",
+    "reward_exponent": "--reward-exponent",
+    "reward_rule": "--reward-rule",
+    "episodes": "--episodes",
+    "batch_size": "--batch-size",
+    "entropy_weight": "--entropy-weight",
+    "baseline_decay": "--baseline-decay",
+    "seed": "--seed",
+}
+"""Library field names and the options that set them (``lr`` depends on the
+object: ``--child-lr`` for a child, ``--lr`` for the controller)."""
 
 
 class UsageError(Exception):
     """A bad command-line value, reported without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse's own errors also become one line and exit status 2
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +162,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     )
     run = parser.add_argument_group("run")
     run.add_argument(
-        "--seed", default="0", metavar="S", help="random seed (default: 0)"
+        "--seed",
+        default="0",
+        metavar="S",
+        help="random seed, 0 to 2**32 - 1 (default: 0)",
     )
     run.add_argument(
         "--out",
@@ -111,13 +176,13 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the run folder if it already exists",
+        help="replace the run folder if it already exists (only a run folder)",
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m automl_lib",
         description="Neural architecture search by REINFORCE on scikit-learn's "
         "two moons, and the random-architecture experiment.",
@@ -160,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="decay of the moving-average baseline (default: 0.9)",
     )
+    search.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR with the settings stored there, from its "
+        "last checkpoint; a finished run prints its summary (only --processes "
+        "and --no-progress may be given with it)",
+    )
     _common_options(search)
 
     random = commands.add_parser(
@@ -178,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _int(args: argparse.Namespace, name: str, minimum: int = 1) -> int:
+def _int(
+    args: argparse.Namespace, name: str, minimum: int = 1, maximum: int | None = None
+) -> int:
     text = getattr(args, name)
     option = "--" + name.replace("_", "-")
     try:
@@ -187,6 +262,8 @@ def _int(args: argparse.Namespace, name: str, minimum: int = 1) -> int:
         raise UsageError(f"{option} must be an integer, got {text!r}") from None
     if value < minimum:
         raise UsageError(f"{option} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{option} must be <= {maximum}, got {value}")
     return value
 
 
@@ -204,72 +281,73 @@ def _float(args: argparse.Namespace, name: str, positive: bool = False) -> float
     return value
 
 
+def _option_message(message: str, lr_option: str = "--lr") -> str:
+    """Turn a library message that starts with a field name into one that
+    starts with the option."""
+    fields = {**LIBRARY_FIELDS, "lr": lr_option}
+    for field in sorted(fields, key=len, reverse=True):
+        if message.startswith((field + " ", field + ":")):
+            return fields[field] + message[len(field) :]
+    return message
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Check every option before anything is trained; return library objects."""
-    from .child import TrainConfig
+    """Check every common option before anything is trained; return library
+    objects."""
+    from .child import REWARD_RULES, TrainConfig
+    from .data import DATASETS
+    from .evaluation import TRAINERS
     from .search_space import SearchSpace
 
+    # argparse checks these on the command line; run.json may have been edited
+    for name, choices in (
+        ("dataset", tuple(DATASETS)),
+        ("trainer", TRAINERS),
+        ("reward_rule", REWARD_RULES),
+    ):
+        if getattr(args, name) not in choices:
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{option} must be one of {', '.join(choices)}, "
+                f"got {getattr(args, name)!r}"
+            )
     units = []
     for text in args.units:
         try:
             units.append(int(text))
         except ValueError:
             raise UsageError(f"--units must be integers, got {text!r}") from None
+    max_layers = _int(args, "max_layers")
     try:
-        space = SearchSpace(
-            tuple(units), tuple(args.activations), _int(args, "max_layers")
-        )
+        space = SearchSpace(tuple(units), tuple(args.activations), max_layers)
     except (TypeError, ValueError) as error:
         raise UsageError(_option_message(str(error))) from None
-    train = TrainConfig(
-        max_epochs=_int(args, "max_epochs"),
-        lr=_float(args, "child_lr", positive=True),
-        patience=_int(args, "patience"),
-        reward_exponent=_float(args, "reward_exponent"),
-        reward_rule=args.reward_rule,
-    )
+    try:
+        train = TrainConfig(
+            max_epochs=_int(args, "max_epochs"),
+            lr=_float(args, "child_lr", positive=True),
+            patience=_int(args, "patience"),
+            reward_exponent=_float(args, "reward_exponent"),
+            reward_rule=args.reward_rule,
+        )
+    except (TypeError, ValueError) as error:
+        raise UsageError(_option_message(str(error), "--child-lr")) from None
     processes = os.cpu_count() or 1
     if args.processes is not None:
         processes = _int(args, "processes")
     return {
         "space": space,
         "train": train,
-        "seed": _int(args, "seed", minimum=0),
+        "seed": _int(args, "seed", minimum=0, maximum=MAX_SEED),
         "processes": processes,
     }
 
 
-def _option_message(message: str) -> str:
-    # library messages start with the field name; turn it into the option
-    for field, option in (
-        ("units", "--units"),
-        ("activations", "--activations"),
-        ("max_layers", "--max-layers"),
-    ):
-        if message.startswith(field):
-            return option + message[len(field) :]
-    return message
+def _search_config(args: argparse.Namespace) -> Any:
+    from .reinforce import SearchConfig
 
-
-def _out_folder(args: argparse.Namespace, seed: int) -> Path:
-    from .runs import prepare_folder
-
-    out = Path(args.out or f"runs/{args.command}-seed{seed}")
     try:
-        return prepare_folder(out, overwrite=args.overwrite)
-    except FileExistsError as error:
-        raise UsageError(str(error)) from None
-
-
-def run_search(args: argparse.Namespace) -> dict[str, Any]:
-    from .data import load_dataset
-    from .evaluation import ChildEvaluator
-    from .reinforce import Search, SearchConfig
-    from .runs import finish_search
-
-    settings = _settings(args)
-    try:
-        config = SearchConfig(
+        return SearchConfig(
             episodes=_int(args, "episodes"),
             batch_size=_int(args, "batch_size"),
             lr=_float(args, "lr", positive=True),
@@ -277,60 +355,219 @@ def run_search(args: argparse.Namespace) -> dict[str, Any]:
             baseline_decay=_float(args, "baseline_decay"),
         )
     except (TypeError, ValueError) as error:
-        raise UsageError("--" + str(error).replace("_", "-", 1)) from None
-    out = _out_folder(args, settings["seed"])
-    seed = settings["seed"]
-    data = load_dataset(args.dataset, seed=seed)
-    evaluator = ChildEvaluator(
-        data, settings["train"], seed, args.trainer, settings["processes"]
-    )
-    search = Search(settings["space"], evaluator, config, seed=seed)
-    search.run(progress=not args.no_progress)
-    extra = {
-        "seed": seed,
-        "dataset": args.dataset,
-        "trainer": args.trainer,
-        "space": settings["space"].to_dict(),
-    }
-    return finish_search(out, search, data, extra)
+        raise UsageError(_option_message(str(error))) from None
 
 
-def run_random(args: argparse.Namespace) -> dict[str, Any]:
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in STORED_OPTIONS if hasattr(args, name)}
+
+
+def _out_folder(args: argparse.Namespace, seed: int) -> Path:
+    from .runs import prepare_folder, write_run_settings
+
+    out = Path(args.out or f"runs/{args.command}-seed{seed}")
+    try:
+        folder = prepare_folder(out, overwrite=args.overwrite)
+    except FileExistsError as error:
+        raise UsageError("--" + str(error)) from None
+    except OSError as error:
+        raise UsageError(f"--out: cannot create {out}: {error.strerror}") from None
+    write_run_settings(folder, args.command, _options(args))
+    return folder
+
+
+def _evaluator(args: argparse.Namespace, settings: dict[str, Any]) -> Any:
     from .data import load_dataset
     from .evaluation import ChildEvaluator
-    from .runs import finish_random
+
+    data = load_dataset(args.dataset, seed=settings["seed"])
+    evaluator = ChildEvaluator(
+        data,
+        config=settings["train"],
+        seed=settings["seed"],
+        trainer=args.trainer,
+        processes=settings["processes"],
+    )
+    return data, evaluator
+
+
+def run_search(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """``search``: a new run, or ``--resume DIR``; returns the summary and folder."""
+    if args.resume is not None:
+        return _resume(args)
+    settings = _settings(args)
+    config = _search_config(args)
+    out = _out_folder(args, settings["seed"])
+    return _search(args, settings, config, out, resume=False), out
+
+
+def _search(
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    config: Any,
+    out: Path,
+    resume: bool,
+) -> dict[str, Any]:
+    from .reinforce import Search
+    from .runs import Checkpointer, FolderInUseError, finish_search, lock_folder
+
+    seed = settings["seed"]
+    data, evaluator = _evaluator(args, settings)
+    search = Search(settings["space"], evaluator, config, seed=seed)
+    checkpointer = Checkpointer(out, evaluator)
+    try:
+        with lock_folder(out):
+            if resume:
+                try:
+                    checkpointer.restore(search)
+                except ValueError as error:
+                    raise UsageError(f"--resume: {error}") from None
+            search.run(progress=not args.no_progress, callback=checkpointer)
+            extra = {
+                "seed": seed,
+                "dataset": args.dataset,
+                "trainer": args.trainer,
+                "space": settings["space"].to_dict(),
+            }
+            return finish_search(out, search, data, extra)
+    except FolderInUseError as error:
+        raise UsageError(str(error)) from None
+
+
+def _resume(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    from .runs import SUMMARY, read_json, read_run_settings
+
+    out = Path(args.resume)
+    defaults = build_parser().parse_args([args.command])
+    given = [
+        "--" + name.replace("_", "-")
+        for name, value in vars(args).items()
+        if name not in RESUME_MAY_CHANGE and value != getattr(defaults, name)
+    ]
+    if given:
+        raise UsageError(
+            f"--resume continues {out} with the settings stored there; "
+            f"leave out {' '.join(given)}"
+        )
+    try:
+        command, options = read_run_settings(out, check_version=False)
+        if command != "search":
+            raise ValueError(f"{out} holds a {command!r} run, not a search")
+        if (out / SUMMARY).exists():
+            print(f"{out} is a finished run")
+            return read_json(out / SUMMARY), out
+        read_run_settings(out)
+    except ValueError as error:
+        raise UsageError(f"--resume: {error}") from None
+
+    stored = _stored_namespace(defaults, options, out)
+    stored.no_progress = args.no_progress
+    if args.processes is not None:
+        stored.processes = args.processes
+    settings = _settings(stored)
+    config = _search_config(stored)
+    return _search(stored, settings, config, out, resume=True), out
+
+
+def _stored_namespace(
+    defaults: argparse.Namespace, options: dict[str, Any], out: Path
+) -> argparse.Namespace:
+    # run.json holds the options as typed; anything else was edited by hand
+    stored = argparse.Namespace(**vars(defaults))
+    for name, value in options.items():
+        listed = name in ("units", "activations")
+        good = (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+            if listed
+            else isinstance(value, str) or (name == "processes" and value is None)
+        )
+        if name not in STORED_OPTIONS or not hasattr(defaults, name) or not good:
+            raise UsageError(f"{out}/run.json has a bad option {name}: {value!r}")
+        setattr(stored, name, value)
+    return stored
+
+
+def run_random(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """``random``: evaluate random architectures; returns the summary and folder."""
+    from .runs import FolderInUseError, finish_random, lock_folder
 
     settings = _settings(args)
     num = _int(args, "num")
     out = _out_folder(args, settings["seed"])
     seed = settings["seed"]
-    data = load_dataset(args.dataset, seed=seed)
-    evaluator = ChildEvaluator(
-        data, settings["train"], seed, args.trainer, settings["processes"]
-    )
-    start = time.perf_counter()
-    archs = settings["space"].sample(num, seed)
-    results = evaluator.evaluate(archs)
-    seconds = time.perf_counter() - start
-    extra = {"seed": seed, "dataset": args.dataset, "trainer": args.trainer}
-    return finish_random(out, results, evaluator.num_trained, seconds, extra)
+    data, evaluator = _evaluator(args, settings)
+    try:
+        with lock_folder(out):
+            start = time.perf_counter()
+            archs = settings["space"].sample(num, seed)
+            results = evaluator.evaluate(archs)
+            seconds = time.perf_counter() - start
+            extra = {"seed": seed, "dataset": args.dataset, "trainer": args.trainer}
+            summary = finish_random(out, results, evaluator.num_trained, seconds, extra)
+    except FolderInUseError as error:
+        raise UsageError(str(error)) from None
+    return summary, out
 
 
-def _print_summary(summary: dict[str, Any], out: str) -> None:
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    test_accuracy = summary.get("test_accuracy")
     print(f"best architecture:   {summary['best_architecture']}")
     print(f"validation accuracy: {summary['validation_accuracy']:.4f}")
     if "test_accuracy" in summary:
-        print(f"test accuracy:       {summary['test_accuracy']:.4f}")
+        text = "n/a (no child trained)" if test_accuracy is None else "{:.4f}"
+        print(f"test accuracy:       {text.format(test_accuracy)}")
     print(
         f"children trained:    {summary['children_trained']} "
         f"of {summary['children_sampled']} sampled"
     )
+    if summary.get("children_non_finite"):
+        print(f"non-finite losses:   {summary['children_non_finite']} children")
     print(f"wall time:           {summary['seconds']:.1f} s")
     print(f"run folder:          {out}")
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    # one line per warning, like the errors
+    print(f"warning: {category.__name__}: {message}", file=sys.stderr)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def _handlers() -> Iterator[None]:
+    """One-line warnings, and SIGTERM unwinding like Ctrl-C, so worker pools
+    and the folder lock are released; the previous handlers come back after."""
+    show = warnings.showwarning
+    warnings.showwarning = _show_warning
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status.
+
+    torch runs on one thread (``torch.set_num_threads(1)``): on small networks
+    and few cores this is the fastest setting, and it keeps every sum in the
+    same order, so the same seed gives the same history in any fresh process.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -340,16 +577,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    # one thread per process: fastest for these tiny networks, and reproducible
     torch.set_num_threads(1)
     runner = run_search if args.command == "search" else run_random
-    try:
-        summary = runner(args)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    _print_summary(summary, str(args.out or f"runs/{args.command}-seed{args.seed}"))
+    with _handlers():
+        try:
+            summary, out = runner(args)
+        except UsageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted; a search continues with --resume", file=sys.stderr)
+            return 130
+    _print_summary(summary, out)
     return 0

@@ -11,6 +11,9 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,45 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import __version__
 from .search_space import Architecture, Layer, SearchSpace
 
 FORMAT_VERSION = 1
 """Version of the saved-controller format; a file of another version is refused."""
+
+
+def load_weights_only(path: str | Path | io.BytesIO, what: str = "") -> Any:
+    """Read a ``torch.save`` file that may hold only tensors and plain data.
+
+    Loading never runs code from the file: PyTorch's weights-only unpickler
+    refuses every other object, and so does this function, with a short reason.
+
+    Parameters
+    ----------
+    path : path or BytesIO
+    what : str, optional
+        How error messages name the file (default: ``path``).
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, damaged, or holds anything but weights and data.
+    """
+    what = what or str(path)
+    try:
+        with warnings.catch_warnings():
+            # old pickle protocols draw a UserWarning that says nothing useful here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \d+)", str(error))
+        reason = found.group(0) if found else "not weights-only data"
+        raise ValueError(
+            f"refused to load {what}: it holds more than tensors and plain "
+            f"data ({reason}), and unpickling it could run code"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - any other reading failure
+        raise ValueError(f"cannot load {what}: {error}") from None
 
 
 @dataclass
@@ -275,6 +313,7 @@ class Controller(nn.Module):
     def to_payload(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
+            "library_version": __version__,
             "space": self.space.to_dict(),
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
@@ -292,18 +331,17 @@ class Controller(nn.Module):
         Raises
         ------
         ValueError
-            If the file's format version or search space differs from ``space``.
+            If the file holds more than weights, or its format version, library
+            version or search space differs from this library's or ``space``.
         """
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unpickling failure
-            raise ValueError(f"cannot load controller from {path}: {error}") from None
+        payload = load_weights_only(path, f"controller {path}")
         return cls.from_payload(payload, space, source=str(path))
 
     @classmethod
     def from_payload(
         cls, payload: Any, space: SearchSpace | None = None, source: str = "payload"
     ) -> Controller:
+        """Inverse of :meth:`to_payload`, with the checks of :meth:`load`."""
         if not isinstance(payload, dict) or "format_version" not in payload:
             raise ValueError(f"{source} is not a saved controller")
         if payload["format_version"] != FORMAT_VERSION:
@@ -311,12 +349,24 @@ class Controller(nn.Module):
                 f"{source} has controller format version {payload['format_version']}, "
                 f"this library reads version {FORMAT_VERSION}"
             )
-        saved_space = SearchSpace.from_dict(payload["space"])
+        saved_version = payload.get("library_version")
+        if saved_version != __version__:
+            raise ValueError(
+                f"{source} was saved by automl_lib {saved_version}; this is "
+                f"automl_lib {__version__}"
+            )
+        try:
+            saved_space = SearchSpace.from_dict(payload["space"])
+            controller = cls(saved_space, payload["hidden_size"], payload["num_layers"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{source} holds bad settings: {error}") from None
         if space is not None and saved_space != space:
             raise ValueError(
                 f"{source} was trained on another search space "
                 f"({space.describe_difference(saved_space)}; saved vs requested)"
             )
-        controller = cls(saved_space, payload["hidden_size"], payload["num_layers"])
-        controller.load_state_dict(payload["state_dict"])
+        try:
+            controller.load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, RuntimeError) as error:
+            raise ValueError(f"{source} holds bad weights: {error}") from None
         return controller

@@ -72,16 +72,27 @@ class Dataset:
         return digest.hexdigest()[:16]
 
 
+MAX_SEED = 2**32 - 1
+"""Largest seed: scikit-learn's data set makers take seeds below 2**32."""
+
+
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an integer, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and 2**32 - 1, got {seed}")
     return int(seed)
 
 
 def check_arrays(X: Any, y: Any) -> tuple[FloatArray, IntArray]:
     """Validate features and labels; return float32 features and int64 labels.
+
+    Parameters
+    ----------
+    X : array-like of shape (num_points, num_features)
+        Finite real numbers.
+    y : array-like of shape (num_points,)
+        Integer class labels 0..C-1, each used at least once, C >= 2.
 
     Raises
     ------
@@ -89,46 +100,77 @@ def check_arrays(X: Any, y: Any) -> tuple[FloatArray, IntArray]:
         Naming the field and the value: non-finite or non-2-D features, labels
         that are floats, one-hot, of the wrong length, or a single class.
     """
+    X, y = _check_pair(X, y, "X", "y")
+    labels = np.unique(y)
+    if len(labels) < 2:
+        raise ValueError(f"y must hold at least two classes, got only {labels}")
+    missing = sorted(set(range(int(labels[-1]) + 1)) - set(labels.tolist()))
+    if missing:
+        raise ValueError(
+            f"y must use every label 0..{int(labels[-1])}, but labels {missing} "
+            "have no points; renumber the classes"
+        )
+    return X, y
+
+
+def _check_pair(
+    X: Any, y: Any, x_name: str, y_name: str
+) -> tuple[FloatArray, IntArray]:
+    # shapes, dtypes and values of one split, without class-count rules
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (points, features), got shape {X.shape}")
+        raise ValueError(
+            f"{x_name} must be 2-D (points, features), got shape {X.shape}"
+        )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(
-            f"X must have at least one point and one feature, got {X.shape}"
+            f"{x_name} must have at least one point and one feature, got {X.shape}"
         )
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(
         X.dtype, np.complexfloating
     ):
-        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+        raise TypeError(f"{x_name} must hold real numbers, got dtype {X.dtype}")
     if not np.all(np.isfinite(X)):
         bad = int(np.sum(~np.isfinite(X)))
-        raise ValueError(f"X holds {bad} non-finite values (NaN or inf)")
+        raise ValueError(f"{x_name} holds {bad} non-finite values (NaN or inf)")
+    with np.errstate(over="ignore"):
+        X32 = X.astype(np.float32)
+    if not np.all(np.isfinite(X32)):
+        raise ValueError(
+            f"{x_name} holds values beyond float32's range (about 3.4e38); "
+            "rescale the features"
+        )
     if y.ndim == 2 and y.shape[1] > 1:
         raise ValueError(
-            f"y must be 1-D class labels, got shape {y.shape} (one-hot? use argmax)"
+            f"{y_name} must be 1-D class labels, got shape {y.shape} "
+            "(one-hot? use argmax)"
         )
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D class labels, got shape {y.shape}")
+        raise ValueError(f"{y_name} must be 1-D class labels, got shape {y.shape}")
     if len(y) != len(X):
-        raise ValueError(f"y has {len(y)} labels but X has {len(X)} points")
+        raise ValueError(
+            f"{y_name} has {len(y)} labels but {x_name} has {len(X)} points"
+        )
     if not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+        raise TypeError(f"{y_name} must hold integer class labels, got dtype {y.dtype}")
     if y.min() < 0:
-        raise ValueError(f"y must hold labels 0..C-1, got {int(y.min())}")
-    if len(np.unique(y)) < 2:
-        raise ValueError(f"y must hold at least two classes, got only {np.unique(y)}")
-    return X.astype(np.float32), y.astype(np.int64)
+        raise ValueError(f"{y_name} must hold labels 0..C-1, got {int(y.min())}")
+    return X32, y.astype(np.int64)
 
 
 def _split_counts(num_points: int, split: Sequence[float]) -> tuple[int, int, int]:
+    if isinstance(split, (str, bytes)) or not isinstance(split, (Sequence, np.ndarray)):
+        raise TypeError(f"split must be a sequence of three numbers, got {split!r}")
     if len(split) != 3:
         raise ValueError(
             f"split must have three parts (train, val, test), got {split!r}"
         )
+    if any(isinstance(p, bool) or not isinstance(p, numbers.Real) for p in split):
+        raise TypeError(f"split must hold three numbers, got {split!r}")
     parts = [float(p) for p in split]
-    if any(not np.isfinite(p) or p <= 0 for p in parts):
-        raise ValueError(f"split parts must be positive, got {split!r}")
+    if any(not math.isfinite(p) or p <= 0 for p in parts):
+        raise ValueError(f"split parts must be finite positive numbers, got {split!r}")
     total = sum(parts)
     num_val = int(round(num_points * parts[1] / total))
     num_test = int(round(num_points * parts[2] / total))
@@ -184,6 +226,64 @@ def from_arrays(
     return Dataset(
         X[train], y[train], X[val], y[val], X[test], y[test], num_classes, name
     )
+
+
+def from_splits(
+    X_train: Any,
+    y_train: Any,
+    X_val: Any,
+    y_val: Any,
+    X_test: Any,
+    y_test: Any,
+    name: str = "custom",
+) -> Dataset:
+    """Check user arrays that are already split; nothing is shuffled.
+
+    Parameters
+    ----------
+    X_train, X_val, X_test : array-like of shape (n, num_features)
+        The same number of features in every split.
+    y_train, y_val, y_test : array-like of shape (n,)
+        Integer labels 0..C-1; every split holds every class.
+    name : str
+        Shown in run folders and figures.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the split's field: bad arrays, differing feature counts, or a
+        split that misses a class.
+
+    Examples
+    --------
+    >>> X, y = [[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1]
+    >>> from_splits(X, y, X, y, X, y).sizes
+    (4, 4, 4)
+    """
+    splits = {}
+    for part, X, y in (
+        ("train", X_train, y_train),
+        ("val", X_val, y_val),
+        ("test", X_test, y_test),
+    ):
+        splits[part] = _check_pair(X, y, f"X_{part}", f"y_{part}")
+    num_features = splits["train"][0].shape[1]
+    num_classes = int(max(y.max() for _, y in splits.values())) + 1
+    if num_classes < 2:
+        raise ValueError("y_train must hold at least two classes, got only [0]")
+    for part, (X, y) in splits.items():
+        if X.shape[1] != num_features:
+            raise ValueError(
+                f"X_{part} has {X.shape[1]} features but X_train has {num_features}"
+            )
+        missing = sorted(set(range(num_classes)) - set(y.tolist()))
+        if missing:
+            raise ValueError(
+                f"y_{part} misses classes {missing} of 0..{num_classes - 1}; "
+                "every split needs every class"
+            )
+    (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = splits.values()
+    return Dataset(X_tr, y_tr, X_va, y_va, X_te, y_te, num_classes, name)
 
 
 def make_two_moons(

@@ -12,13 +12,16 @@ the graph. Notebook 05 derives this; notebook 06 runs it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .child import MAX_LR
 from .controller import Controller, Sample
 from .evaluation import Evaluator
 from .search_space import Architecture, SearchSpace
@@ -38,7 +41,8 @@ class SearchConfig:
     batch_size : int, default 15
         Architectures m sampled per episode.
     lr : float, default 0.01
-        Adam learning rate of the controller.
+        Adam learning rate of the controller, at most
+        :data:`~automl_lib.child.MAX_LR`.
     entropy_weight : float, default 0.01
         lambda, the weight of the entropy bonus.
     baseline_decay : float, default 0.9
@@ -75,6 +79,8 @@ class SearchConfig:
             object.__setattr__(self, name, float(value))
         if self.lr <= 0:
             raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
+        if self.lr > MAX_LR:
+            raise ValueError(f"lr must be at most {MAX_LR:g}, got {self.lr!r}")
         if not 0 <= self.baseline_decay < 1:
             raise ValueError(
                 f"baseline_decay must be in [0, 1), got {self.baseline_decay!r}"
@@ -186,3 +192,35 @@ class Search(Strategy):
         entropy = sample.entropies.sum(dim=1).mean().item()
         logger.debug("episode %d: loss %.4f", self.episode + 1, loss.item())
         return {"baseline": b, "loss": loss.item(), "entropy": entropy}
+
+    # state: what a checkpoint holds besides the records ---------------------
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings(),
+            "seed": self.seed,
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "controller": self.controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "baseline": self.baseline.value,
+        }
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        baseline = state.get("baseline")
+        if baseline is not None and not isinstance(baseline, float):
+            raise ValueError(f"bad saved baseline: {baseline!r}")
+        generator = state.get("generator")
+        if not isinstance(generator, torch.Tensor) or generator.dtype != torch.uint8:
+            raise ValueError("bad saved random generator state")
+        try:
+            self.controller.load_state_dict(state["controller"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(generator)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"bad saved controller state: {error}") from None
+        self.baseline.value = baseline

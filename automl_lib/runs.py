@@ -1,42 +1,85 @@
-"""A run on disk: summary, per-episode history, per-child record, figures.
+"""A run on disk: summary, per-episode history, per-child record, checkpoints.
 
-A run folder holds ``summary.json``, ``history.csv`` (one row per episode),
-``children.csv`` (one row per sampled child), the controller's weights and
-PNG figures. Everything is plain text or weights-only tensors, so opening a
-shared run folder never runs code from it.
+A run folder holds ``run.json`` (the settings it was started with),
+``summary.json``, ``history.csv`` (one row per episode), ``children.csv`` (one
+row per sampled child), the controller's weights, PNG figures, and while a
+search runs, a checkpoint after every episode.
+
+A checkpoint is one consistent snapshot: ``state-NNNNNN.pt`` (strategy,
+controller, optimiser, baseline, random generators, records, best child) and
+``cache-NNNNNN.pt`` files (every evaluated child with its kept weights, each
+file holding the children first trained in one episode) are written first;
+then the small manifest ``checkpoint.json``, which names them with their
+SHA-256 digests, is renamed into place. A crash at any instant leaves the
+previous manifest and every file it names whole. Files no manifest names are
+removed. Everything is JSON or weights-only tensors, so opening a shared run
+folder never runs code from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import io
 import json
+import logging
 import math
 import os
+import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import torch
 
 from . import __version__
 from .child import ChildResult, score_on_test
+from .controller import load_weights_only
 from .data import Dataset
 from .reinforce import Search
-from .strategies import CHILD_COLUMNS, HISTORY_COLUMNS, Strategy, child_row
+from .search_space import Architecture
+from .strategies import (
+    CHILD_COLUMNS,
+    HISTORY_COLUMNS,
+    Strategy,
+    child_row,
+    result_from_state,
+    result_state,
+)
+
+logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 HISTORY = "history.csv"
 CHILDREN = "children.csv"
 CONTROLLER = "controller.pt"
+RUN_SETTINGS = "run.json"
+MANIFEST = "checkpoint.json"
+LOCK = "run.lock"
+
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint layout; another version is refused."""
+
+RUN_FILES = (SUMMARY, RUN_SETTINGS, MANIFEST, HISTORY, CHILDREN)
+"""A folder holding one of these is a run folder that ``overwrite`` may replace."""
+
+_SNAPSHOT_FILE = re.compile(r"(state|cache)-\d{6}\.pt")
 
 
 def prepare_folder(path: str | Path, overwrite: bool = False) -> Path:
     """Create an empty run folder; refuse an existing non-empty one unless
     ``overwrite``.
 
+    Even with ``overwrite``, a non-empty folder is only deleted when it is a
+    run folder (holds one of :data:`RUN_FILES`).
+
     Raises
     ------
     FileExistsError
-        If ``path`` exists, is not empty and ``overwrite`` is False.
+        If ``path`` exists, is not empty and ``overwrite`` is False, or it is
+        not a run folder.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -45,7 +88,12 @@ def prepare_folder(path: str | Path, overwrite: bool = False) -> Path:
         if not overwrite:
             raise FileExistsError(
                 f"out: run folder {path} already exists; choose another folder, "
-                "resume it, or pass overwrite (--overwrite) to replace it"
+                "resume it (--resume), or pass overwrite (--overwrite) to replace it"
+            )
+        if not any((path / name).exists() for name in RUN_FILES):
+            raise FileExistsError(
+                f"out: {path} is not empty and is not a run folder; "
+                "refusing to delete it, even with overwrite"
             )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -62,21 +110,60 @@ def _clean(value: Any) -> Any:
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (a temporary file renamed into place)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({k: _clean(v) for k, v in data.items()}, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    text = json.dumps({k: _clean(v) for k, v in data.items()}, indent=2) + "\n"
+    _write_atomic(path, text.encode("utf-8"))
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
+    """Read a JSON object.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, is not JSON or does not hold an object.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return data
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # a temporary name, flushed to disk, then renamed: readers see old or new
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # makes the rename itself durable; not every platform can open a folder
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def save_torch(path: str | Path, payload: Any) -> str:
+    """``torch.save`` atomically; return the file's SHA-256 hex digest."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    _write_atomic(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_csv(
@@ -114,6 +201,257 @@ def _parse(text: str) -> Any:
     return text
 
 
+# run settings -------------------------------------------------------------
+
+
+def write_run_settings(out: Path, command: str, options: dict[str, Any]) -> None:
+    """Record the command and its options, so ``--resume`` can rebuild the run."""
+    write_json(
+        out / RUN_SETTINGS,
+        {"library_version": __version__, "command": command, "options": options},
+    )
+
+
+def read_run_settings(
+    out: str | Path, check_version: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """The command and options a run folder was started with.
+
+    Raises
+    ------
+    ValueError
+        If the folder has no readable ``run.json``, or (with ``check_version``)
+        another library version wrote it.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise ValueError(f"{out} is not a run folder")
+    if not (out / RUN_SETTINGS).exists():
+        raise ValueError(f"{out} has no {RUN_SETTINGS}; it is not a run folder")
+    settings = read_json(out / RUN_SETTINGS)
+    if check_version:
+        _check_version(settings.get("library_version"), out / RUN_SETTINGS)
+    command, options = settings.get("command"), settings.get("options")
+    if not isinstance(command, str) or not isinstance(options, dict):
+        raise ValueError(f"{out / RUN_SETTINGS} lacks a command and its options")
+    return command, options
+
+
+def _check_version(version: Any, source: Path) -> None:
+    if version != __version__:
+        raise ValueError(
+            f"{source} was written by automl_lib {version}; this is automl_lib "
+            f"{__version__}, which only continues its own runs"
+        )
+
+
+class FolderInUseError(ValueError):
+    """Another process holds the run folder."""
+
+
+@contextlib.contextmanager
+def lock_folder(out: Path) -> Iterator[None]:
+    """Hold the run folder for one process; a second one gets
+    :class:`FolderInUseError`.
+
+    The lock dies with the process, however it ends. Where ``fcntl`` is
+    missing (Windows), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(out / LOCK, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUseError(f"{out} is in use by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# checkpoints ---------------------------------------------------------------
+
+
+@runtime_checkable
+class CachingEvaluator(Protocol):
+    """An evaluator with a cache of results keyed by :meth:`key`."""
+
+    num_trained: int
+    cache: dict[Hashable, ChildResult]
+
+    def key(self, arch: Architecture) -> Hashable: ...
+
+
+class Checkpointer:
+    """Write a snapshot of a search after every episode; restore the latest.
+
+    Pass an instance as the ``callback`` of :meth:`Strategy.run`.
+
+    Parameters
+    ----------
+    folder : path
+        The run folder.
+    evaluator : Evaluator
+        Its cache (each child with its kept weights) and ``num_trained`` are
+        part of the snapshot.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from automl_lib.evaluation import FunctionEvaluator
+    >>> from automl_lib.reinforce import SearchConfig
+    >>> from automl_lib.search_space import SearchSpace
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> toy = FunctionEvaluator(lambda arch: float(arch.depth == 1))
+    >>> search = Search(SearchSpace(), toy, SearchConfig(episodes=2), seed=0)
+    >>> _ = search.run(progress=False, callback=Checkpointer(folder, toy))
+    >>> again = Search(SearchSpace(), toy, SearchConfig(episodes=2), seed=0)
+    >>> Checkpointer(folder, toy).restore(again), again.history == search.history
+    (True, True)
+    """
+
+    def __init__(self, folder: str | Path, evaluator: Any) -> None:
+        self.folder = Path(folder)
+        self.evaluator = evaluator
+        self._saved: set[Hashable] = set()
+        self._cache_files: list[dict[str, str]] = []
+
+    def __call__(self, strategy: Strategy) -> None:
+        self.save(strategy)
+
+    def _identity(self) -> str | None:
+        # the cache key of the empty architecture names data, settings and seed
+        if isinstance(self.evaluator, CachingEvaluator):
+            return repr(self.evaluator.key(Architecture()))
+        return None
+
+    def save(self, strategy: Strategy) -> None:
+        """Write the snapshot after the strategy's current episode."""
+        episode = strategy.episode
+        new: list[tuple[Hashable, ChildResult]] = []
+        cache_files = list(self._cache_files)
+        if isinstance(self.evaluator, CachingEvaluator):
+            cache = self.evaluator.cache
+            new = [(k, r) for k, r in cache.items() if k not in self._saved]
+        if new:
+            name = f"cache-{episode:06d}.pt"
+            results = [result_state(result) for _, result in new]
+            digest = save_torch(self.folder / name, {"results": results})
+            cache_files.append({"file": name, "sha256": digest})
+
+        name = f"state-{episode:06d}.pt"
+        state = {
+            "strategy": strategy.state_dict(),
+            "num_trained": int(self.evaluator.num_trained),
+            "evaluator": self._identity(),
+        }
+        digest = save_torch(self.folder / name, state)
+        manifest = {
+            "format_version": CHECKPOINT_FORMAT,
+            "library_version": __version__,
+            "episode": episode,
+            "state": {"file": name, "sha256": digest},
+            "cache": cache_files,
+        }
+        # the rename of the manifest is the moment the new snapshot counts
+        write_json(self.folder / MANIFEST, manifest)
+        self._saved.update(key for key, _ in new)
+        self._cache_files = cache_files
+        self._remove_unnamed(manifest)
+
+    def restore(self, strategy: Strategy) -> bool:
+        """Load the latest snapshot into ``strategy`` and the evaluator.
+
+        Returns False (and changes nothing) if the folder holds no snapshot.
+
+        Raises
+        ------
+        ValueError
+            If the snapshot is damaged, was written by another library version,
+            or belongs to another search (search space, settings, data).
+        """
+        path = self.folder / MANIFEST
+        if not path.exists():
+            self._remove_unnamed(None)
+            return False
+        manifest = read_json(path)
+        if manifest.get("format_version") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{path} has checkpoint format {manifest.get('format_version')!r}; "
+                f"this library reads format {CHECKPOINT_FORMAT}"
+            )
+        _check_version(manifest.get("library_version"), path)
+        entries = manifest.get("cache")
+        if not isinstance(entries, list):
+            raise ValueError(f"{path} lacks its list of cache files")
+
+        state = self._load_entry(manifest.get("state"))
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: the state file does not hold a dict")
+        if state.get("evaluator") != self._identity():
+            raise ValueError(
+                f"{self.folder} was searched with other data, child-training "
+                "settings or seed than this evaluator"
+            )
+        num_trained = state.get("num_trained")
+        if not isinstance(num_trained, int):
+            raise ValueError(f"{path}: bad num_trained {num_trained!r}")
+        results: list[ChildResult] = []
+        for entry in entries:
+            payload = self._load_entry(entry)
+            if not isinstance(payload, dict) or not isinstance(
+                payload.get("results"), list
+            ):
+                raise ValueError(f"{path}: a cache file does not hold results")
+            results.extend(result_from_state(r) for r in payload["results"])
+        strategy.load_state_dict(state["strategy"])
+
+        self.evaluator.num_trained = num_trained
+        if isinstance(self.evaluator, CachingEvaluator):
+            for result in results:
+                key = self.evaluator.key(result.architecture)
+                self.evaluator.cache[key] = result
+                self._saved.add(key)
+        self._cache_files = entries
+        self._remove_unnamed(manifest)
+        logger.info("resumed %s after episode %d", self.folder, strategy.episode)
+        return True
+
+    def _load_entry(self, entry: Any) -> Any:
+        # names are checked first: a manifest may not point outside the folder
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("file"), str)
+            or not _SNAPSHOT_FILE.fullmatch(entry["file"])
+        ):
+            raise ValueError(f"{self.folder / MANIFEST} names a bad file: {entry!r}")
+        path = self.folder / entry["file"]
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ValueError(
+                f"checkpoint file {path} cannot be read: {error}"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise ValueError(f"checkpoint file {path} does not match its digest")
+        return load_weights_only(io.BytesIO(data), f"checkpoint file {path}")
+
+    def _remove_unnamed(self, manifest: dict[str, Any] | None) -> None:
+        # snapshot files of older episodes, or of one a crash cut short
+        keep = set()
+        if manifest is not None:
+            keep = {manifest["state"]["file"]}
+            keep |= {entry["file"] for entry in manifest["cache"]}
+        for path in self.folder.iterdir():
+            stale = _SNAPSHOT_FILE.fullmatch(path.name) and path.name not in keep
+            if stale or path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+
+
 def base_summary() -> dict[str, Any]:
     """Fields every summary carries: the library version."""
     return {"library_version": __version__}
@@ -127,31 +465,39 @@ def finish_search(
 ) -> dict[str, Any]:
     """Score the best child once on the test split and write the run folder.
 
-    Writes ``summary.json``, ``history.csv``, ``children.csv``, the controller
-    (for REINFORCE) and the figures; returns the summary.
+    Writes ``summary.json`` (last, so its presence means the run is complete),
+    ``history.csv``, ``children.csv``, the controller (for REINFORCE) and the
+    figures; returns the summary. If every child's loss went non-finite, no
+    child has weights to score: ``test_accuracy`` is then None (null).
     """
     best = search.best
-    if best is None or best.weights is None:
-        raise ValueError("the search has no trained best child to score")
-    test_accuracy = score_on_test(best.architecture, best.weights, data)
+    if best is None:
+        raise ValueError("the search has no child yet: run at least one episode")
+    test_accuracy = None
+    if best.weights is not None:
+        test_accuracy = score_on_test(best.architecture, best.weights, data)
+    else:
+        logger.warning("no child trained to a finite loss; nothing to score on test")
 
     summary = {
         **base_summary(),
         "strategy": search.name,
         "best_architecture": str(best.architecture),
         "best_reward": best.reward,
+        "best_status": best.status,
         "validation_accuracy": best.val_accuracy,
         "test_accuracy": test_accuracy,
         "episodes": search.episode,
         "children_sampled": search.children_sampled,
         "children_trained": search.children_trained,
+        "children_non_finite": sum(r["status"] != "ok" for r in search.children),
         "seconds": search.seconds,
         **extra,
     }
     write_csv(out / HISTORY, search.history, HISTORY_COLUMNS)
     write_csv(out / CHILDREN, search.children, CHILD_COLUMNS)
     if isinstance(search, Search):
-        search.controller.save(out / CONTROLLER)
+        save_torch(out / CONTROLLER, search.controller.to_payload())
         summary["controller_greedy_architecture"] = str(search.controller.greedy())
     save_search_figures(out, search, data)
     write_json(out / SUMMARY, summary)
@@ -209,9 +555,11 @@ def finish_random(
         "strategy": "random",
         "best_architecture": str(best.architecture),
         "best_reward": best.reward,
+        "best_status": best.status,
         "validation_accuracy": best.val_accuracy,
         "children_sampled": len(results),
         "children_trained": num_trained,
+        "children_non_finite": sum(r.status != "ok" for r in results),
         "seconds": seconds,
         **extra,
     }

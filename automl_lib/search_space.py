@@ -22,6 +22,9 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu")
 MAX_LAYERS_LIMIT = 64
 """Deeper spaces are refused: the controller and the trainers are not built for them."""
 
+MAX_UNITS = 4096
+"""Wider layers are refused: one 4096 x 4096 layer already holds 16.8M weights."""
+
 EMPTY_NAME = "linear"
 """Readable form of the architecture with no hidden layer."""
 
@@ -68,8 +71,10 @@ class Architecture:
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] must be a Layer, got {layer!r}")
             units = _as_int(f"layers[{i}].units", layer.units)
-            if units < 1:
-                raise ValueError(f"layers[{i}].units must be >= 1, got {units}")
+            if not 1 <= units <= MAX_UNITS:
+                raise ValueError(
+                    f"layers[{i}].units must be between 1 and {MAX_UNITS}, got {units}"
+                )
             if layer.activation not in ACTIVATIONS:
                 raise ValueError(
                     f"layers[{i}].activation must be one of {ACTIVATIONS}, "
@@ -152,7 +157,8 @@ class SearchSpace:
     Parameters
     ----------
     units : sequence of int, default (1, 2, 4, 8, 16, 32)
-        Unit counts a hidden layer may have; positive, distinct integers.
+        Unit counts a hidden layer may have; distinct integers from 1 to
+        :data:`MAX_UNITS` (NumPy integers count as integers).
     activations : sequence of str, default ("relu", "tanh")
         Activation names, each one of :data:`ACTIVATIONS`, distinct.
     max_layers : int, default 5
@@ -198,6 +204,8 @@ class SearchSpace:
             count = _as_int("units", value)
             if count < 1:
                 raise ValueError(f"units must be positive, got {count}")
+            if count > MAX_UNITS:
+                raise ValueError(f"units must be at most {MAX_UNITS}, got {count}")
             units.append(count)
         if not units:
             raise ValueError("units must not be empty")
@@ -207,9 +215,9 @@ class SearchSpace:
 
     @staticmethod
     def _check_activations(values: Any) -> tuple[str, ...]:
-        if isinstance(values, str) or not isinstance(values, Sequence):
+        if isinstance(values, str) or not isinstance(values, (Sequence, np.ndarray)):
             raise TypeError(f"activations must be a sequence of names, got {values!r}")
-        names = tuple(values)
+        names = tuple(str(v) if isinstance(v, np.str_) else v for v in values)
         if not names:
             raise ValueError("activations must not be empty")
         for name in names:
@@ -336,9 +344,25 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
-        unknown = set(data) - {"units", "activations", "max_layers"}
+        """Inverse of :meth:`to_dict`; every value is checked as in the constructor.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For a missing or unknown field, or a value the constructor refuses.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a search space must be a dict, got {data!r}")
+        fields = {"units", "activations", "max_layers"}
+        unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown search space fields: {sorted(unknown)}")
+        missing = fields - set(data)
+        if missing:
+            raise ValueError(f"missing search space fields: {sorted(missing)}")
+        for name in ("units", "activations"):
+            if not isinstance(data[name], (list, tuple)):
+                raise TypeError(f"{name} must be a list, got {data[name]!r}")
         return cls(
             units=tuple(data["units"]),
             activations=tuple(data["activations"]),
