@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Protocol
 
-from .child import ChildResult, TrainConfig, train_child
+from .batched import parallel_map, train_batch, warn_if_diverged
+from .child import ChildResult, NonFiniteLossWarning, TrainConfig, train_child
 from .data import Dataset
 from .search_space import Architecture
 
@@ -95,13 +97,49 @@ class ChildEvaluator:
         return results
 
     def train(self, archs: list[Architecture]) -> list[ChildResult]:
-        """Train ``archs`` (no cache) with the chosen trainer and back end."""
+        """Train ``archs`` (no cache) with the chosen trainer and back end.
+
+        The batched trainer trains the groups of :func:`~automl_lib.batched.
+        plan_groups`; the reference trainer one child per task. With
+        ``processes > 1`` the tasks run in that many single-threaded worker
+        processes; the results are bit-identical to those of one process.
+        """
         if not archs:
             return []
-        return [
-            train_child(arch, self.data, self.config, self.seed, keep_history=False)
-            for arch in archs
+        logger.debug(
+            "training %d children (%s trainer, %d processes)",
+            len(archs),
+            self.trainer,
+            self.processes,
+        )
+        if self.trainer == "batched":
+            return train_batch(
+                archs, self.data, self.config, self.seed, processes=self.processes
+            )
+        tasks = [
+            _ReferenceTask(arch, self.data, self.config, self.seed) for arch in archs
         ]
+        results = parallel_map(_run_reference, tasks, self.processes)
+        return [warn_if_diverged(result) for result in results]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReferenceTask:
+    """One child for the reference trainer, as a picklable unit of work."""
+
+    arch: Architecture
+    data: Dataset
+    config: TrainConfig
+    seed: int
+
+
+def _run_reference(task: _ReferenceTask) -> ChildResult:
+    # the caller warns, wherever this ran
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteLossWarning)
+        return train_child(
+            task.arch, task.data, task.config, task.seed, keep_history=False
+        )
 
 
 class FunctionEvaluator:
