@@ -359,6 +359,24 @@ def _take(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.cat([flat, flat.new_zeros(1)]).index_select(0, index)
 
 
+def _activation_ranges(layout: _Layout) -> list[list[tuple[str, int, int]]]:
+    """Per layer, ``(activation, first row, end row)`` of the outputs: blocks
+    come sorted by activation, so each activation is one call."""
+    layers = []
+    for blocks in layout.layers:
+        ranges: list[tuple[str, int, int]] = []
+        for block in blocks:
+            end = block.row_offset + len(block.members) * block.fan_out
+            if block.activation is None:
+                continue
+            if ranges and ranges[-1][0] == block.activation:
+                ranges[-1] = (block.activation, ranges[-1][1], end)
+            else:
+                ranges.append((block.activation, block.row_offset, end))
+        layers.append(ranges)
+    return layers
+
+
 # one group
 
 
@@ -506,53 +524,47 @@ class _Trainer:
         self.denom = torch.zeros_like(self.params)
         self.order = torch.from_numpy(layout.order)
 
-        # outputs end with a zero row and a row of ones; input gradients with a
-        # zero row: padding reads them
+        # outputs end with a zero row and a row of ones, input gradients with a
+        # zero row: padding reads them; the first layer's inputs are X itself
         self.Z = [torch.zeros(r + 2, points, dtype=dtype) for r in layout.rows]
         for Z in self.Z:
             Z[-1] = 1
         self.dZ = [torch.zeros(r, n, dtype=dtype) for r in layout.rows]
-        self.H = [torch.zeros(r, points, dtype=dtype) for r in layout.in_rows]
-        self.dH = [torch.zeros(r + 1, n, dtype=dtype) for r in layout.in_rows]
-        self.H[0] = X
+        self.H = [X] + [torch.zeros(r, points, dtype=dtype) for r in layout.in_rows[1:]]
+        self.dH = [X[:, :0]]
+        self.dH += [torch.zeros(r + 1, n, dtype=dtype) for r in layout.in_rows[1:]]
 
-        self.blocks: list[list[_BlockViews]] = []
-        self.activations: list[list[tuple[str, torch.Tensor, torch.Tensor]]] = []
-        for layer, blocks in enumerate(layout.layers):
-            self.blocks.append([self._views(layer, block) for block in blocks])
-            # blocks come sorted by activation: one call per activation
-            ranges: list[tuple[str, int, int]] = []
-            for block in blocks:
-                end = block.row_offset + len(block.members) * block.fan_out
-                if block.activation is None:
-                    continue
-                if ranges and ranges[-1][0] == block.activation:
-                    ranges[-1] = (block.activation, ranges[-1][1], end)
-                else:
-                    ranges.append((block.activation, block.row_offset, end))
-            self.activations.append(
-                [
-                    (name, self.Z[layer][a:b], self.dZ[layer][a:b])
-                    for name, a, b in ranges
-                ]
-            )
-        classes, points = self.num_classes, X.shape[1]
-        self.logits = self.Z[-1][:-2].view(len(layout.order), classes, points)
-        self.dlogits = self.dZ[-1].view(len(layout.order), classes, n)
+        # every block of the first layer shares its inputs: one matrix product
+        first = sum(b.num_weights for b in layout.layers[0])
+        self.first_W = self.params[:first].view(-1, len(X))
+        self.first_dW = self.grad[:first].view(-1, len(X))
+        self.first_Z = self.Z[0][: layout.rows[0]]
+
+        self.blocks: list[list[_BlockViews]] = [[]] + [
+            [self._views(layer, block) for block in blocks]
+            for layer, blocks in enumerate(layout.layers)
+            if layer > 0
+        ]
+        self.activations = [
+            [(name, self.Z[layer][a:b], self.dZ[layer][a:b]) for name, a, b in ranges]
+            for layer, ranges in enumerate(_activation_ranges(layout))
+        ]
+        classes, num = self.num_classes, len(layout.order)
+        self.logits = self.Z[-1][:-2].view(num, classes, points)
+        self.dlogits = self.dZ[-1].view(num, classes, n)
 
     def _views(self, layer: int, block: _Block) -> _BlockViews:
         k, out, inp = len(block.members), block.fan_out, block.fan_in + 1
         w = slice(block.w_offset, block.w_offset + block.num_weights)
         z = slice(block.row_offset, block.row_offset + k * out)
         h = slice(block.in_offset, block.in_offset + k * inp)
-        H = self.H[layer][h] if layer > 0 else self.H[0]
         return _BlockViews(
             self.params[w].view(k, out, inp),
             self.grad[w].view(k, out, inp),
             self.Z[layer][z].view(k, out, -1),
             self.dZ[layer][z].view(k, out, -1),
-            H.view(k, inp, -1) if layer > 0 else H.expand(k, -1, -1),
-            self.dH[layer][h].view(k, inp, -1) if layer > 0 else None,
+            self.H[layer][h].view(k, inp, -1),
+            self.dH[layer][h].view(k, inp, -1),
         )
 
     def compact(self) -> None:
@@ -584,6 +596,8 @@ class _Trainer:
             finite = torch.isfinite(loss) | ~self.alive
             if not bool(finite.all()):
                 self.finish_diverged(~finite, epoch)
+                if not self.num_alive:
+                    break
             if self.keep_history:
                 self.losses[self.order, epoch] = loss.to(torch.float64)
             self.backward()
@@ -592,12 +606,13 @@ class _Trainer:
         return [r for r in self.results if r is not None]
 
     def forward(self) -> None:
-        for layer, layer_blocks in enumerate(self.blocks):
-            if layer > 0:
-                torch.index_select(
-                    self.Z[layer - 1], 0, self.layout.gather[layer], out=self.H[layer]
-                )
-            for block in layer_blocks:
+        for layer, blocks in enumerate(self.blocks):
+            if layer == 0:
+                torch.mm(self.first_W, self.points.X, out=self.first_Z)
+            else:
+                gather = self.layout.gather[layer]
+                torch.index_select(self.Z[layer - 1], 0, gather, out=self.H[layer])
+            for block in blocks:
                 torch.bmm(block.W, block.H, out=block.Z)
             for name, Z, _ in self.activations[layer]:
                 FORWARD[name](Z)
@@ -626,25 +641,18 @@ class _Trainer:
 
     def backward(self) -> None:
         """Gradients into ``self.grad``, from the output layer down."""
-        X_train, n = self.points.X[:, : self.points.num_train], self.points.num_train
-        for layer in range(len(self.blocks) - 1, -1, -1):
-            if layer < len(self.blocks) - 1:
-                torch.index_select(
-                    self.dH[layer + 1],
-                    0,
-                    self.layout.scatter[layer],
-                    out=self.dZ[layer],
-                )
+        n, last = self.points.num_train, len(self.blocks) - 1
+        for layer in range(last, -1, -1):
+            if layer < last:
+                scatter = self.layout.scatter[layer]
+                torch.index_select(self.dH[layer + 1], 0, scatter, out=self.dZ[layer])
                 for name, Z, dZ in self.activations[layer]:
                     BACKWARD[name](dZ, Z[:, :n])
             for block in self.blocks[layer]:
-                if layer == 0:
-                    # (in + 1, k * out) is the fast orientation for a shared input
-                    dZ = block.dZ.view(-1, n)
-                    block.dW.view(-1, X_train.shape[0]).copy_(torch.mm(X_train, dZ.T).T)
-                    continue
                 torch.bmm(block.dZ, block.H_train_T, out=block.dW)
                 torch.bmm(block.W_T, block.dZ, out=block.dH)
+        # (inputs, units) is the fast orientation for a shared input
+        self.first_dW.copy_(torch.mm(self.points.X[:, :n], self.dZ[0].T).T)
 
     def adam_step(self, step: int) -> None:
         """``torch.optim.Adam``'s update, term by term, on the flat buffers."""
@@ -723,7 +731,7 @@ class _Trainer:
 
 
 class _BlockViews:
-    """One block's slices of the batch buffers.
+    """One block's slices of the batch buffers, in a layer after the first.
 
     W, dW (k, out, in + 1) with the bias last; Z (k, out, points); dZ (k, out,
     train points); H (k, in + 1, points); dH (k, in + 1, train points).
@@ -736,7 +744,7 @@ class _BlockViews:
         Z: torch.Tensor,
         dZ: torch.Tensor,
         H: torch.Tensor,
-        dH: torch.Tensor | None,
+        dH: torch.Tensor,
     ) -> None:
         n = dZ.shape[2]
         self.W, self.W_T, self.dW = W, W.transpose(1, 2), dW
@@ -792,7 +800,11 @@ def parallel_map(
 
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=processes, backend="loky", batch_size=1)
+    # idle workers leave after a short wait, so they also end soon after this
+    # process is killed (loky's default wait is five minutes)
+    parallel = Parallel(
+        n_jobs=processes, backend="loky", batch_size=1, idle_worker_timeout=10
+    )
     return list(parallel(delayed(_in_worker)(function, item) for item in items))
 
 

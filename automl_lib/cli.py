@@ -8,6 +8,10 @@ A search writes a checkpoint after every episode; ``search --resume DIR``
 continues it with the settings stored in ``DIR/run.json`` and ends with the
 same history, children and best architecture as an uninterrupted run.
 :func:`main` runs torch on one thread, which this reproducibility needs.
+
+``--scheduler ADDRESS`` (a running Dask scheduler) or ``--workers N`` (a new
+cluster on 127.0.0.1) trains the children on a Dask cluster with the same
+results (:mod:`automl_lib.distributed`); without them Dask is never imported.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
@@ -53,7 +57,7 @@ STORED_OPTIONS = (
 """Options recorded in ``run.json``, as typed, so a resumed run is rebuilt from
 them through the same checks."""
 
-RESUME_MAY_CHANGE = ("resume", "processes", "no_progress")
+RESUME_MAY_CHANGE = ("resume", "processes", "scheduler", "workers", "no_progress")
 """Options that ``--resume`` accepts: they do not change any result."""
 
 LIBRARY_FIELDS = {
@@ -160,6 +164,23 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="local worker processes that train children (default: all cores)",
     )
+    cluster = parser.add_argument_group(
+        'Dask cluster (optional: pip install "automl_lib[distributed]")'
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="train children on the workers of a running Dask scheduler, "
+        "e.g. tcp://HOST:8786 (same results as training here)",
+    )
+    cluster.add_argument(
+        "--workers",
+        default=None,
+        metavar="N",
+        help="start a Dask cluster of N worker processes on this machine "
+        "(127.0.0.1 only) and train children there",
+    )
     run = parser.add_argument_group("run")
     run.add_argument(
         "--seed",
@@ -230,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="continue the run in DIR with the settings stored there, from its "
-        "last checkpoint; a finished run prints its summary (only --processes "
-        "and --no-progress may be given with it)",
+        "last checkpoint; a finished run prints its summary (only --processes, "
+        "--scheduler, --workers and --no-progress may be given with it)",
     )
     _common_options(search)
 
@@ -340,7 +361,53 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "train": train,
         "seed": _int(args, "seed", minimum=0, maximum=MAX_SEED),
         "processes": processes,
+        **_cluster_settings(args),
     }
+
+
+def _cluster_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Check ``--scheduler`` and ``--workers`` (Dask is imported only if given)."""
+    if args.scheduler is None and args.workers is None:
+        return {"scheduler": None, "workers": None}
+    option = "--scheduler" if args.scheduler is not None else "--workers"
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError("--scheduler and --workers exclude each other; give one")
+    if args.processes is not None:
+        raise UsageError(f"--processes trains here; leave it out with {option}")
+    if args.trainer != "batched":
+        raise UsageError(f"{option} needs --trainer batched, got {args.trainer!r}")
+    from .distributed import check_address, require_distributed
+
+    try:
+        require_distributed()
+        if args.scheduler is not None:
+            check_address(args.scheduler)
+    except (ImportError, ValueError) as error:
+        raise UsageError(f"{option}: {error}") from None
+    workers = None if args.workers is None else _int(args, "workers")
+    return {"scheduler": args.scheduler, "workers": workers}
+
+
+@contextmanager
+def _cluster(settings: dict[str, Any]) -> Iterator[Any]:
+    """A Dask client when ``--scheduler`` or ``--workers`` asks for one, else
+    None; connecting (or starting the cluster) fails before any training."""
+    scheduler, workers = settings["scheduler"], settings["workers"]
+    if scheduler is None and workers is None:
+        yield None
+        return
+    from .distributed import connect
+
+    # Dask sets its loggers to INFO; the command line shows warnings only
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    option = "--scheduler" if scheduler is not None else "--workers"
+    with ExitStack() as stack:
+        try:
+            client = stack.enter_context(connect(scheduler, workers))
+        except (RuntimeError, OSError) as error:
+            first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+            raise UsageError(f"{option}: {first_line}") from None
+        yield client
 
 
 def _search_config(args: argparse.Namespace) -> Any:
@@ -381,6 +448,17 @@ def _evaluator(args: argparse.Namespace, settings: dict[str, Any]) -> Any:
     from .evaluation import ChildEvaluator
 
     data = load_dataset(args.dataset, seed=settings["seed"])
+    if settings.get("client") is not None:
+        from .distributed import DaskEvaluator
+
+        progress = args.command == "random" and not args.no_progress
+        return data, DaskEvaluator(
+            data,
+            settings["train"],
+            settings["seed"],
+            client=settings["client"],
+            progress=progress,
+        )
     evaluator = ChildEvaluator(
         data,
         config=settings["train"],
@@ -397,8 +475,10 @@ def run_search(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
         return _resume(args)
     settings = _settings(args)
     config = _search_config(args)
-    out = _out_folder(args, settings["seed"])
-    return _search(args, settings, config, out, resume=False), out
+    with _cluster(settings) as client:
+        out = _out_folder(args, settings["seed"])
+        settings["client"] = client
+        return _search(args, settings, config, out, resume=False), out
 
 
 def _search(
@@ -462,11 +542,15 @@ def _resume(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
 
     stored = _stored_namespace(defaults, options, out)
     stored.no_progress = args.no_progress
-    if args.processes is not None:
+    stored.scheduler, stored.workers = args.scheduler, args.workers
+    cluster = args.scheduler is not None or args.workers is not None
+    if args.processes is not None or cluster:
         stored.processes = args.processes
     settings = _settings(stored)
     config = _search_config(stored)
-    return _search(stored, settings, config, out, resume=True), out
+    with _cluster(settings) as client:
+        settings["client"] = client
+        return _search(stored, settings, config, out, resume=True), out
 
 
 def _stored_namespace(
@@ -493,19 +577,23 @@ def run_random(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
 
     settings = _settings(args)
     num = _int(args, "num")
-    out = _out_folder(args, settings["seed"])
     seed = settings["seed"]
-    data, evaluator = _evaluator(args, settings)
-    try:
-        with lock_folder(out):
-            start = time.perf_counter()
-            archs = settings["space"].sample(num, seed)
-            results = evaluator.evaluate(archs)
-            seconds = time.perf_counter() - start
-            extra = {"seed": seed, "dataset": args.dataset, "trainer": args.trainer}
-            summary = finish_random(out, results, evaluator.num_trained, seconds, extra)
-    except FolderInUseError as error:
-        raise UsageError(str(error)) from None
+    with _cluster(settings) as client:
+        out = _out_folder(args, seed)
+        settings["client"] = client
+        data, evaluator = _evaluator(args, settings)
+        try:
+            with lock_folder(out):
+                start = time.perf_counter()
+                archs = settings["space"].sample(num, seed)
+                results = evaluator.evaluate(archs)
+                seconds = time.perf_counter() - start
+                extra = {"seed": seed, "dataset": args.dataset, "trainer": args.trainer}
+                summary = finish_random(
+                    out, results, evaluator.num_trained, seconds, extra
+                )
+        except FolderInUseError as error:
+            raise UsageError(str(error)) from None
     return summary, out
 
 
