@@ -47,10 +47,10 @@ BETAS = (0.9, 0.999)
 EPS = 1e-8
 """Adam's epsilon, the default of ``torch.optim.Adam``."""
 
-MAX_GROUP = 64
+MAX_GROUP = 32
 """Most children in one group (see :func:`plan_groups`)."""
 
-BLOCK_COST = 16.0
+BLOCK_COST = 0.0
 """What one more block costs, in output units of one member: a block adds
 three matrix products an epoch, each with a fixed overhead of microseconds."""
 
@@ -756,17 +756,16 @@ class _BlockViews:
 def _argmax(logits: torch.Tensor) -> torch.Tensor:
     """``logits.argmax(dim=1)`` for few classes: the first maximum, NaN the
     largest, as in PyTorch, but without a slow reduction over a short axis."""
-    best = logits[:, 0]
-    index = torch.zeros(best.shape, dtype=torch.int64)
+    best, index = logits[:, 0], None
     for k in range(1, logits.shape[1]):
         value = logits[:, k]
         better = (value > best) | (value.isnan() & ~best.isnan())
-        if k == 1:
+        if index is None:
             index = better.to(torch.int64)
         else:
             index.masked_fill_(better, k)
         best = torch.maximum(best, value)  # NaN sticks, as in argmax
-    return index
+    return index if index is not None else torch.zeros(best.shape, dtype=torch.int64)
 
 
 # a whole request

@@ -369,6 +369,23 @@ def plot_architecture_trends(
     return axes
 
 
+def histogram_edges(values: Sequence[float], bins: int = 60) -> list[float]:
+    """About ``bins`` bin edges for ``values``, aligned to their grid if they
+    have one: accuracies on 200 points are multiples of 0.005, and bins that
+    do not hold the same number of grid values draw a comb instead of a shape.
+    """
+    array = np.asarray(values, dtype=float)
+    lo, hi = float(array.min()), float(array.max())
+    gaps = np.diff(np.unique(array))
+    step = float(gaps.min()) if len(gaps) else 1.0
+    if hi == lo or (hi - lo) / step > 4 * bins:
+        edges = np.linspace(lo, hi + (hi == lo), bins + 1)
+    else:
+        width = step * max(1, round((hi - lo) / step / bins))
+        edges = np.arange(lo - step / 2, hi + width, width)
+    return [float(edge) for edge in edges]
+
+
 def plot_peaks(
     accuracies: Sequence[float],
     peaks: Sequence[Any],
@@ -389,12 +406,20 @@ def plot_peaks(
     overlay : sequence of float, optional
         Other accuracies (say, a trained controller's samples), drawn as the
         share of their own count on a second y axis.
+    bins : int, default 60
+        About this many bins, see :func:`histogram_edges`.
     """
-    ax = plot_accuracy_histogram(accuracies, ax=ax, bins=bins)
-    lo, hi = min(accuracies), max(accuracies)
+    import seaborn as sns
+
+    ax = _axes(ax)
+    edges = histogram_edges(accuracies, bins)
+    sns.histplot(np.asarray(accuracies), bins=edges, kde=True, stat="density", ax=ax)
+    ax.set_xlabel("validation accuracy")
+    ax.set_ylabel("density")
+    lo, hi = edges[0], edges[-1]
     top = ax.get_ylim()[1]
     for i, peak in enumerate(peaks):
-        left, right = max(peak.low, lo - 0.01), min(peak.high, hi + 0.01)
+        left, right = max(peak.low, lo), min(peak.high, hi)
         ax.axvspan(left, right, color=f"C{i + 1}", alpha=0.12)
         ax.text(
             peak.location,
@@ -403,10 +428,11 @@ def plot_peaks(
             ha="center",
             color=f"C{i + 1}",
             fontweight="bold",
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+            zorder=5,
         )
     if overlay is not None and len(overlay):
         twin = ax.twinx()
-        edges = np.linspace(lo, hi, bins + 1).tolist()
         weights = np.full(len(overlay), 1.0 / len(overlay))
         twin.hist(
             np.clip(overlay, lo, hi),
@@ -418,7 +444,7 @@ def plot_peaks(
             label=overlay_label,
         )
         twin.set_ylabel(f"share of {overlay_label}")
-        twin.legend(loc="upper left", fontsize="small")
+        twin.legend(loc="center", fontsize="small")
     return ax
 
 
