@@ -26,8 +26,14 @@ $(VENV)/.notebooks: pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) "$(TORCH)" -e ".[notebooks,distributed]"
 	touch $@ $(VENV)/.core
 
+# a second `make search` continues an interrupted run (or shows a finished one's
+# summary); delete runs/search to start again
 search: $(VENV)/.core
-	$(BIN)/python -m automl_lib search --out runs/search --overwrite
+	if [ -f runs/search/run.json ]; then \
+		$(BIN)/python -m automl_lib search --resume runs/search; \
+	else \
+		$(BIN)/python -m automl_lib search --out runs/search; \
+	fi
 
 random: $(VENV)/.core
 	$(BIN)/python -m automl_lib random --num 5000 --out runs/random --overwrite

@@ -1,13 +1,16 @@
 """The batched trainer: many children trained at once, under the reference protocol.
 
 Children of one depth form a group, trained as one program. In each layer,
-children with the same activation and similar widths share a block: one batched
-matrix product per pass. A block is zero-padded to its widest member; a padded
-weight has a zero gradient and zero Adam moments, so it stays zero, and padding
-changes nothing but the rounding of sums. Each epoch runs one forward pass over
-the training and validation points together, a hand-written backward pass, and
-Adam on one flat parameter buffer. A child that stops hands in its result at
-once and later leaves the batch with its optimiser state.
+children with the same activation and the same widths share a block: one
+batched matrix product per pass, one activation call per activation. A child
+therefore meets the same arithmetic whatever its batch-mates, and its result
+does not depend on them. (With ``BLOCK_COST > 0`` a block also takes children
+of other widths, zero-padded: a padded weight has a zero gradient and zero Adam
+moments, so it stays zero, and padding changes only the rounding of sums.)
+Each epoch runs one forward pass over the training and validation points
+together, a hand-written backward pass, and Adam on one flat parameter buffer.
+A child that stops hands in its result at once and later leaves the batch with
+its optimiser state.
 
 Notebook 03 compares what this trainer and the reference trainer cost.
 """
@@ -51,8 +54,10 @@ MAX_GROUP = 32
 """Most children in one group (see :func:`plan_groups`)."""
 
 BLOCK_COST = 0.0
-"""What one more block costs, in output units of one member: a block adds
-three matrix products an epoch, each with a fixed overhead of microseconds."""
+"""What one more block costs, in output units of one member. Above zero, a
+block takes children of other widths while their padding costs less; measured
+on two moons, no setting was faster than zero, which keeps every child's
+arithmetic free of its batch-mates."""
 
 INPUT_COST = 0.6
 """Cost of one input row of a block member, relative to one output unit."""

@@ -39,6 +39,10 @@ MAX_LR = 1e30
 """Largest learning rate accepted. Adam's first step is about 10 x lr; a step past
 float32's range (3.4e38) makes the optimiser raise instead of diverging."""
 
+MAX_EPOCHS = 100_000
+"""Largest max_epochs accepted: the batched trainer keeps a per-epoch record of
+every child, so a typo such as 10**12 would exhaust memory."""
+
 
 class NonFiniteLossWarning(RuntimeWarning):
     """A child's training loss became NaN or infinite; it got reward 0."""
@@ -98,6 +102,10 @@ class TrainConfig:
         object.__setattr__(
             self, "max_epochs", _positive_int("max_epochs", self.max_epochs)
         )
+        if self.max_epochs > MAX_EPOCHS:
+            raise ValueError(
+                f"max_epochs must be at most {MAX_EPOCHS}, got {self.max_epochs}"
+            )
         object.__setattr__(self, "patience", _positive_int("patience", self.patience))
         lr = _finite_float("lr", self.lr, positive=True, maximum=MAX_LR)
         object.__setattr__(self, "lr", lr)

@@ -31,6 +31,9 @@ from typing import Any, NoReturn, TextIO
 
 EXIT_USAGE = 2
 
+MAX_PROCESSES = 4 * (os.cpu_count() or 1)
+"""More worker processes than this only queue behind each other."""
+
 MAX_SEED = 2**32 - 1
 """Largest seed: scikit-learn's data set makers take seeds below 2**32."""
 
@@ -356,6 +359,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     processes = os.cpu_count() or 1
     if args.processes is not None:
         processes = _int(args, "processes")
+        if processes > MAX_PROCESSES:
+            raise UsageError(
+                f"--processes must be at most {MAX_PROCESSES}, got {processes}"
+            )
     return {
         "space": space,
         "train": train,
@@ -430,13 +437,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _out_folder(args: argparse.Namespace, seed: int) -> Path:
-    from .runs import prepare_folder, write_run_settings
+    from .runs import FolderInUseError, prepare_folder, write_run_settings
 
     out = Path(args.out or f"runs/{args.command}-seed{seed}")
     try:
         folder = prepare_folder(out, overwrite=args.overwrite)
     except FileExistsError as error:
         raise UsageError("--" + str(error)) from None
+    except FolderInUseError as error:
+        raise UsageError(f"--out: {error}") from None
     except OSError as error:
         raise UsageError(f"--out: cannot create {out}: {error.strerror}") from None
     write_run_settings(folder, args.command, _options(args))

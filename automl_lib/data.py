@@ -104,11 +104,12 @@ def check_arrays(X: Any, y: Any) -> tuple[FloatArray, IntArray]:
     labels = np.unique(y)
     if len(labels) < 2:
         raise ValueError(f"y must hold at least two classes, got only {labels}")
-    missing = sorted(set(range(int(labels[-1]) + 1)) - set(labels.tolist()))
-    if missing:
+    if labels[-1] != len(labels) - 1:
+        # labels are sorted and distinct: the first gap is where they part
+        gap = int(np.argmax(labels != np.arange(len(labels))))
         raise ValueError(
-            f"y must use every label 0..{int(labels[-1])}, but labels {missing} "
-            "have no points; renumber the classes"
+            f"y must use every label 0..{int(labels[-1])}, but label {gap} has no "
+            "points; renumber the classes"
         )
     return X, y
 

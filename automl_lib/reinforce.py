@@ -30,6 +30,14 @@ from .strategies import Strategy
 logger = logging.getLogger(__name__)
 
 
+LIMITS = {"episodes": 10**7, "batch_size": 10**5, "hidden_size": 4096, "num_layers": 16}
+"""Largest accepted integer settings; larger ones are typos that would exhaust
+memory rather than runs anyone means."""
+
+MAX_ENTROPY_WEIGHT = 1e3
+"""Beyond this the entropy bonus swamps every reward and overflows the softmax."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of a REINFORCE search.
@@ -63,13 +71,17 @@ class SearchConfig:
     num_layers: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "batch_size", "hidden_size", "num_layers"):
+        for name, largest in LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be a positive integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+            if not 1 <= int(value) <= largest:
+                raise ValueError(f"{name} must be between 1 and {largest}, got {value}")
             object.__setattr__(self, name, int(value))
+        if not isinstance(self.use_baseline, bool):
+            raise TypeError(
+                f"use_baseline must be True or False, got {self.use_baseline!r}"
+            )
         for name in ("lr", "entropy_weight", "baseline_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -79,6 +91,11 @@ class SearchConfig:
             object.__setattr__(self, name, float(value))
         if self.lr <= 0:
             raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
+        if abs(self.entropy_weight) > MAX_ENTROPY_WEIGHT:
+            raise ValueError(
+                f"entropy_weight must be between -{MAX_ENTROPY_WEIGHT:g} and "
+                f"{MAX_ENTROPY_WEIGHT:g}, got {self.entropy_weight!r}"
+            )
         if self.lr > MAX_LR:
             raise ValueError(f"lr must be at most {MAX_LR:g}, got {self.lr!r}")
         if not 0 <= self.baseline_decay < 1:

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import shutil
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -90,14 +89,29 @@ def prepare_folder(path: str | Path, overwrite: bool = False) -> Path:
                 f"out: run folder {path} already exists; choose another folder, "
                 "resume it (--resume), or pass overwrite (--overwrite) to replace it"
             )
-        if not any((path / name).exists() for name in RUN_FILES):
+        if not _is_run_folder(path):
             raise FileExistsError(
                 f"out: {path} is not empty and is not a run folder; "
                 "refusing to delete it, even with overwrite"
             )
-        shutil.rmtree(path)
+        with lock_folder(path):
+            for entry in path.iterdir():
+                if entry.name != LOCK:
+                    entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _is_run_folder(path: Path) -> bool:
+    """True if ``path`` holds a run's settings or summary and nothing but run
+    files: overwrite never deletes anything else."""
+    if not any((path / name).is_file() for name in (RUN_SETTINGS, SUMMARY)):
+        return False
+    patterns = (*RUN_FILES, CONTROLLER, LOCK, "*.png", "*.pt", "*.tmp")
+    return all(
+        entry.is_file() and any(entry.match(p) for p in patterns)
+        for entry in path.iterdir()
+    )
 
 
 def _clean(value: Any) -> Any:

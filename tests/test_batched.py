@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import automl_lib.child as child_module
+from automl_lib import batched
 from automl_lib.batched import (
     _argmax,
     parallel_map,
@@ -145,17 +146,39 @@ def test_perturbation_helper_moves_weights_by_the_size_asked():
         assert 0 < (b - b_moved).abs().max() <= 1e-7
 
 
-def test_batch_mates_and_position_do_not_change_a_result(moons):
-    config = TrainConfig(max_epochs=100, patience=20, dtype="float64")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_mates_and_position_do_not_change_a_result(moons, dtype):
+    config = TrainConfig(max_epochs=100, patience=20, dtype=dtype)
     target = Architecture.parse("8-tanh 4-relu")
-    others = EVERY_ACTIVATION.sample(20, seed=3)
+    others = EVERY_ACTIVATION.sample(20, seed=3) + [target]
     alone = train_batch([target], moons, config)[0]
     first = train_batch([target, *others], moons, config)[0]
     last = train_batch([*reversed(others), target], moons, config)[-1]
 
-    X = points(moons)
     for result in (first, last):
-        assert_same_outcome(result, alone, X, tolerance=1e-9)
+        assert_same_outcome(result, alone, points(moons), tolerance=1e-9)
+        # blocks hold children of one shape: the very same arithmetic
+        for (W, b), (W_alone, b_alone) in zip(
+            result.weights, alone.weights, strict=True
+        ):
+            assert np.array_equal(W, W_alone) and np.array_equal(b, b_alone)
+
+
+def test_padded_blocks_follow_the_reference(moons, monkeypatch):
+    # a block cost this high puts every child of an activation into one block,
+    # padded to the widest; padding must change nothing but rounding
+    monkeypatch.setattr(batched, "BLOCK_COST", 1e9)
+    config = TrainConfig(max_epochs=60, patience=10, dtype="float64")
+    archs = EVERY_ACTIVATION.sample(20, seed=10)
+    results = train_batch(archs, moons, config, keep_history=True)
+    X = points(moons)
+    for arch, result in zip(archs, results, strict=True):
+        reference = train_child(arch, moons, config)
+        assert_same_outcome(result, reference, X)
+        for (W, b), (W_ref, b_ref) in zip(
+            result.weights, reference.weights, strict=True
+        ):
+            assert W.shape == W_ref.shape and b.shape == b_ref.shape
 
 
 def test_a_finished_child_stays_frozen_while_others_train(moons):

@@ -268,7 +268,8 @@ def test_worker_processes_end_with_their_parent(tmp_path):
     wait_for_checkpoint(out, process)
     workers = descendants(process.pid)
     process.send_signal(signal.SIGKILL)
-    process.communicate()
+    # workers that kept the pipes open would make this wait time out
+    process.communicate(timeout=60)
 
     deadline = time.monotonic() + 20
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:

@@ -198,7 +198,7 @@ ROWS = [
     ),
     lib_row(
         "from_arrays(X, 2 * y)",
-        "ValueError: y must use every label 0..2, but labels [1] have no points; "
+        "ValueError: y must use every label 0..2, but label 1 has no points; "
         "renumber the classes",
     ),
     lib_row(
@@ -246,7 +246,7 @@ ROWS = [
     ),
     lib_row(
         "SearchConfig(episodes=0)",
-        "ValueError: episodes must be a positive integer, got 0",
+        "ValueError: episodes must be between 1 and 10000000, got 0",
     ),
     lib_row(
         "SearchConfig(batch_size=1.5)",

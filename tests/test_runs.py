@@ -17,7 +17,9 @@ from automl_lib.reinforce import Search, SearchConfig
 from automl_lib.runs import (
     MANIFEST,
     Checkpointer,
+    FolderInUseError,
     finish_search,
+    lock_folder,
     prepare_folder,
     read_csv,
     read_json,
@@ -66,7 +68,25 @@ def test_prepare_folder_never_overwrites_unless_asked(tmp_path):
     assert (out / "summary.json").exists()
 
     prepare_folder(out, overwrite=True)
-    assert list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] in ([], ["run.lock"])
+
+
+def test_overwrite_spares_a_folder_with_anything_but_run_files(tmp_path):
+    (tmp_path / "history.csv").write_text("a,b\n")
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "thesis.tex").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a run folder"):
+        prepare_folder(tmp_path, overwrite=True)
+    assert (tmp_path / "src" / "thesis.tex").read_text() == "keep me"
+
+
+def test_overwrite_refuses_a_folder_in_use(tmp_path):
+    out = prepare_folder(tmp_path / "run")
+    write_json(out / "summary.json", {"best_reward": 1.0})
+    with lock_folder(out), pytest.raises(FolderInUseError, match="in use"):
+        prepare_folder(out, overwrite=True)
+    assert (out / "summary.json").exists()
 
 
 def test_prepare_folder_deletes_only_run_folders(tmp_path):
