@@ -803,6 +803,7 @@ def run_ablation(
 
 # storing and loading comparisons
 
+BEST_WEIGHTS = "best_weights.json"
 RUNS = "runs.csv"
 CURVES = "curves.csv"
 RETRAINED = "retrained.csv"
@@ -900,6 +901,8 @@ def run_full_search(
     """The report's search (500 episodes of 15 by default) on two moons; writes
     a pruned run folder with the best child's weights and returns its summary."""
     start = time.perf_counter()
+    # the weights file is ours: prepare_folder only ever deletes run files
+    (Path(out) / BEST_WEIGHTS).unlink(missing_ok=True)
     out = prepare_folder(out, overwrite=True)
     data = make_two_moons(seed=seed)
     evaluator = ChildEvaluator(data, train, seed, processes=processes)
@@ -908,7 +911,7 @@ def run_full_search(
     extra = {"seed": seed, "dataset": "moons", "space": SearchSpace().to_dict()}
     summary = finish_search(out, search, data, extra)
     assert search.best is not None
-    save_weights(out / "best_weights.json", search.best)
+    save_weights(out / BEST_WEIGHTS, search.best)
     prune_run_folder(out)
     summary["wall_seconds"] = time.perf_counter() - start
     write_json(out / "summary.json", summary)

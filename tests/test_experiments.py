@@ -277,6 +277,18 @@ def test_run_full_search_writes_a_small_text_run_folder(tmp_path):
     names = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert names == ["best_weights.json", "children.csv", "history.csv", "summary.json"]
     assert summary["episodes"] == 2 and 0 <= summary["test_accuracy"] <= 1
+    again = ex.run_full_search(tmp_path / "s", config=config, train=TINY)
+    assert again["best_architecture"] == summary["best_architecture"]
+
+
+def test_run_full_random_can_rewrite_its_folder(tmp_path):
+    first = ex.run_full_random(tmp_path / "r", num=6, processes=1)
+    second = ex.run_full_random(tmp_path / "r", num=6, processes=1)
+    assert first["best_architecture"] == second["best_architecture"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        "children.csv",
+        "summary.json",
+    ]
 
 
 # figures and widgets --------------------------------------------------------------
