@@ -210,12 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m automl_lib",
         description="Neural architecture search by REINFORCE on scikit-learn's "
         "two moons, and the random-architecture experiment.",
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     search = commands.add_parser(
         "search",
         help="run the REINFORCE architecture search",
+        allow_abbrev=False,
         description="Train an LSTM controller with REINFORCE to design classifiers; "
         "score the best child once on the test split; write a run folder.",
     )
@@ -262,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     random = commands.add_parser(
         "random",
         help="evaluate random architectures (the 5000-architecture histogram)",
+        allow_abbrev=False,
         description="Sample architectures (depth uniform, then each layer uniform), "
         "train each under the search's protocol, write a run folder.",
     )
@@ -275,13 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse_int(text: str) -> int:
+    """``int(text)`` without Python's digit separators: "1_000" is a typo here."""
+    if "_" in str(text):
+        raise ValueError(text)
+    return int(text)
+
+
 def _int(
     args: argparse.Namespace, name: str, minimum: int = 1, maximum: int | None = None
 ) -> int:
     text = getattr(args, name)
     option = "--" + name.replace("_", "-")
     try:
-        value = int(text)
+        value = _parse_int(text)
     except ValueError:
         raise UsageError(f"{option} must be an integer, got {text!r}") from None
     if value < minimum:
@@ -338,7 +348,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     units = []
     for text in args.units:
         try:
-            units.append(int(text))
+            units.append(_parse_int(text))
         except ValueError:
             raise UsageError(f"--units must be integers, got {text!r}") from None
     max_layers = _int(args, "max_layers")
@@ -391,7 +401,9 @@ def _cluster_settings(args: argparse.Namespace) -> dict[str, Any]:
             check_address(args.scheduler)
     except (ImportError, ValueError) as error:
         raise UsageError(f"{option}: {error}") from None
-    workers = None if args.workers is None else _int(args, "workers")
+    workers = None
+    if args.workers is not None:
+        workers = _int(args, "workers", maximum=MAX_PROCESSES)
     return {"scheduler": args.scheduler, "workers": workers}
 
 

@@ -262,6 +262,11 @@ ROWS = [
     ),
     cli_row("search --episodes 0", "--episodes must be >= 1, got 0"),
     cli_row("search --episodes 2.5", "--episodes must be an integer, got '2.5'"),
+    cli_row("search --episodes 1_000", "--episodes must be an integer, got '1_000'"),
+    cli_row(
+        "search --max-epochs 1000000000",
+        "--max-epochs must be at most 100000, got 1000000000",
+    ),
     cli_row("search --batch-size -3", "--batch-size must be >= 1, got -3"),
     cli_row("search --max-epochs 0", "--max-epochs must be >= 1, got 0"),
     cli_row("search --lr 0", "--lr must be a positive number, got '0'"),
