@@ -494,9 +494,10 @@ class _Trainer:
 
         num = len(archs)
         self.results: list[ChildResult | None] = [None] * num
+        # per-epoch records, only when asked for; they grow with the epochs
         self.record = keep_history or config.reward_rule == "last5"
-        self.val_counts = torch.zeros(num, config.max_epochs, dtype=torch.int64)
-        self.losses = torch.zeros(num, config.max_epochs, dtype=torch.float64)
+        self.val_counts = torch.zeros(num, 0, dtype=torch.int64)
+        self.losses = torch.zeros(num, 0, dtype=torch.float64)
 
         # initial weights, unpadded and back to back, then laid out in blocks
         initial = [
@@ -604,6 +605,7 @@ class _Trainer:
                 if not self.num_alive:
                     break
             if self.keep_history:
+                self.losses = _grown(self.losses, epoch)
                 self.losses[self.order, epoch] = loss.to(torch.float64)
             self.backward()
             self.adam_step(epoch + 1)
@@ -675,6 +677,7 @@ class _Trainer:
         """Record the accuracy of ``epoch``, keep the best weights, stop children."""
         correct = (_argmax(logits) == self.points.y_val).sum(dim=1)
         if self.record:
+            self.val_counts = _grown(self.val_counts, epoch - 1)
             self.val_counts[self.order, epoch - 1] = correct
         improved = correct > self.best_count
         # lerp by 0 or 1 copies exactly, and much faster than where
@@ -692,9 +695,10 @@ class _Trainer:
         num_val = self.points.num_val
         for i in torch.nonzero(done).flatten().tolist():
             child = int(self.layout.order[i])
-            counts = self.val_counts[child, :epochs].tolist()
-            val_accuracies = [c / num_val for c in counts]
             best = int(self.best_count[i]) / num_val
+            # compute_reward reads the list only for the "last5" rule
+            counts = self.val_counts[child, :epochs].tolist() if self.record else []
+            val_accuracies = [c / num_val for c in counts]
             history = None
             if self.keep_history:
                 losses = self.losses[child, :epochs].tolist()
@@ -756,6 +760,15 @@ class _BlockViews:
         self.Z, self.dZ = Z, dZ
         self.H, self.H_train_T = H, H[:, :, :n].transpose(1, 2)
         self.dH = dH
+
+
+def _grown(record: torch.Tensor, column: int) -> torch.Tensor:
+    """``record`` (children, epochs), with room for ``column`` at least."""
+    if column < record.shape[1]:
+        return record
+    wider = record.new_zeros(record.shape[0], max(2 * record.shape[1], 64))
+    wider[:, : record.shape[1]] = record
+    return wider
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:

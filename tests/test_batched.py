@@ -119,21 +119,21 @@ def test_float32_rewards_change_no_more_than_under_a_tiny_perturbation(
     reference = [
         train_child(a, moons, config, seed=0, keep_history=False) for a in archs
     ]
-    batched = train_batch(archs, moons, config, seed=0)
+    together = train_batch(archs, moons, config, seed=0)
     monkeypatch.setattr(child_module, "init_weights", _perturbed_init(1e-7))
     perturbed = [
         train_child(a, moons, config, seed=0, keep_history=False) for a in archs
     ]
 
     batched_share = np.mean(
-        [r.reward != b.reward for r, b in zip(reference, batched, strict=True)]
+        [r.reward != b.reward for r, b in zip(reference, together, strict=True)]
     )
     chaos_share = np.mean(
         [r.reward != p.reward for r, p in zip(reference, perturbed, strict=True)]
     )
     assert batched_share <= chaos_share + 0.03
     # what does differ differs a little
-    gaps = [abs(r.reward - b.reward) for r, b in zip(reference, batched, strict=True)]
+    gaps = [abs(r.reward - b.reward) for r, b in zip(reference, together, strict=True)]
     assert max(gaps) < 0.1
 
 
