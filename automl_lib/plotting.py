@@ -34,6 +34,27 @@ def moving_average(values: Sequence[float], window: int = 20) -> np.ndarray:
     return np.asarray((sums[index] - sums[start]) / (index - start))
 
 
+def _plot_smoothed(
+    ax: Axes,
+    history: Sequence[dict[str, Any]],
+    column: str,
+    label: str,
+    color: str,
+    window: int,
+) -> None:
+    """One history column per episode, faint, with its moving average on top."""
+    episodes = [row["episode"] for row in history]
+    values = [row[column] for row in history]
+    ax.plot(episodes, values, color=color, alpha=0.35, lw=1, label=label)
+    ax.plot(
+        episodes,
+        moving_average(values, window),
+        color=color,
+        lw=2,
+        label=f"{window}-episode moving average",
+    )
+
+
 def plot_rewards(
     history: Sequence[dict[str, Any]],
     window: int = 20,
@@ -43,15 +64,7 @@ def plot_rewards(
     """Mean reward per episode with its ``window``-episode moving average."""
     ax = _axes(ax)
     episodes = [row["episode"] for row in history]
-    rewards = [row["mean_reward"] for row in history]
-    ax.plot(episodes, rewards, color="tab:blue", alpha=0.35, lw=1, label="mean reward")
-    ax.plot(
-        episodes,
-        moving_average(rewards, window),
-        color="tab:blue",
-        lw=2,
-        label=f"{window}-episode moving average",
-    )
+    _plot_smoothed(ax, history, "mean_reward", "mean reward", "tab:blue", window)
     if show_baseline:
         baseline = [row["baseline"] for row in history]
         ax.plot(episodes, baseline, color="tab:orange", lw=1, ls="--", label="baseline")
@@ -311,16 +324,7 @@ def plot_entropy(
     over the batch (the ``entropy`` column of a search history).
     """
     ax = _axes(ax)
-    episodes = [row["episode"] for row in history]
-    entropy = [row["entropy"] for row in history]
-    ax.plot(episodes, entropy, color="tab:green", alpha=0.35, lw=1, label="entropy")
-    ax.plot(
-        episodes,
-        moving_average(entropy, window),
-        color="tab:green",
-        lw=2,
-        label=f"{window}-episode moving average",
-    )
+    _plot_smoothed(ax, history, "entropy", "entropy", "tab:green", window)
     ax.set_xlabel("episode")
     ax.set_ylabel("entropy (nats per architecture)")
     ax.legend(loc="upper right", fontsize="small")
