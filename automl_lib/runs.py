@@ -6,11 +6,13 @@ row per sampled child), the controller's weights, PNG figures, and while a
 search runs, a checkpoint after every episode.
 
 A checkpoint is one consistent snapshot: ``state-NNNNNN.pt`` (strategy,
-controller, optimiser, baseline, random generators, records, best child) and
-``cache-NNNNNN.pt`` files (every evaluated child with its kept weights, each
-file holding the children first trained in one episode) are written first;
-then the small manifest ``checkpoint.json``, which names them with their
-SHA-256 digests, is renamed into place. A crash at any instant leaves the
+controller, optimiser, baseline, random generators, best child) and
+``records-NNNNNN.pt`` files (what each episode added: its history row, its
+children's rows, and the children first trained in it with their kept
+weights) are written first; then the small manifest ``checkpoint.json``, which
+names them with their SHA-256 digests, is renamed into place. Each episode
+writes only what is new, so a checkpoint costs the same at the last episode as
+at the first. A crash at any instant leaves the
 previous manifest and every file it names whole. Files no manifest names are
 removed. Everything is JSON or weights-only tensors, so opening a shared run
 folder never runs code from it.
@@ -58,13 +60,13 @@ RUN_SETTINGS = "run.json"
 MANIFEST = "checkpoint.json"
 LOCK = "run.lock"
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout; another version is refused."""
 
 RUN_FILES = (SUMMARY, RUN_SETTINGS, MANIFEST, HISTORY, CHILDREN)
 """A folder holding one of these is a run folder that ``overwrite`` may replace."""
 
-_SNAPSHOT_FILE = re.compile(r"(state|cache)-\d{6}\.pt")
+_SNAPSHOT_FILE = re.compile(r"(state|records)-\d{6}\.pt")
 
 
 def prepare_folder(path: str | Path, overwrite: bool = False) -> Path:
@@ -331,8 +333,10 @@ class Checkpointer:
     def __init__(self, folder: str | Path, evaluator: Any) -> None:
         self.folder = Path(folder)
         self.evaluator = evaluator
+        # how much of the cache and of the records the snapshot files hold
         self._saved: set[Hashable] = set()
-        self._cache_files: list[dict[str, str]] = []
+        self._num_history = self._num_children = 0
+        self._record_files: list[dict[str, str]] = []
 
     def __call__(self, strategy: Strategy) -> None:
         self.save(strategy)
@@ -345,21 +349,25 @@ class Checkpointer:
 
     def save(self, strategy: Strategy) -> None:
         """Write the snapshot after the strategy's current episode."""
-        episode = strategy.episode
         new: list[tuple[Hashable, ChildResult]] = []
-        cache_files = list(self._cache_files)
         if isinstance(self.evaluator, CachingEvaluator):
-            cache = self.evaluator.cache
-            new = [(k, r) for k, r in cache.items() if k not in self._saved]
-        if new:
-            name = f"cache-{episode:06d}.pt"
-            results = [result_state(result) for _, result in new]
-            digest = save_torch(self.folder / name, {"results": results})
-            cache_files.append({"file": name, "sha256": digest})
+            new = self._unsaved(self.evaluator.cache)
+        history = strategy.history[self._num_history :]
+        children = strategy.children[self._num_children :]
+        record_files = list(self._record_files)
+        if new or history or children:
+            name = f"records-{len(record_files) + 1:06d}.pt"
+            payload = {
+                "results": [result_state(result) for _, result in new],
+                "history": [dict(row) for row in history],
+                "children": [dict(row) for row in children],
+            }
+            digest = save_torch(self.folder / name, payload)
+            record_files.append({"file": name, "sha256": digest})
 
-        name = f"state-{episode:06d}.pt"
+        name = f"state-{strategy.episode:06d}.pt"
         state = {
-            "strategy": strategy.state_dict(),
+            "strategy": strategy.state_dict(records=False),
             "num_trained": int(self.evaluator.num_trained),
             "evaluator": self._identity(),
         }
@@ -367,15 +375,32 @@ class Checkpointer:
         manifest = {
             "format_version": CHECKPOINT_FORMAT,
             "library_version": __version__,
-            "episode": episode,
+            "episode": strategy.episode,
             "state": {"file": name, "sha256": digest},
-            "cache": cache_files,
+            "records": record_files,
         }
         # the rename of the manifest is the moment the new snapshot counts
         write_json(self.folder / MANIFEST, manifest)
         self._saved.update(key for key, _ in new)
-        self._cache_files = cache_files
+        self._num_history += len(history)
+        self._num_children += len(children)
+        self._record_files = record_files
         self._remove_unnamed(manifest)
+
+    def _unsaved(
+        self, cache: dict[Hashable, ChildResult]
+    ) -> list[tuple[Hashable, ChildResult]]:
+        """Cache entries the snapshot files lack. A cache only grows, so they
+        are its newest entries; the rest is checked from the newest back."""
+        new = []
+        for key in reversed(cache):
+            if key in self._saved:
+                break
+            new.append((key, cache[key]))
+        new.reverse()
+        if len(self._saved) + len(new) < len(cache):  # entries were replaced
+            new = [(k, r) for k, r in cache.items() if k not in self._saved]
+        return new
 
     def restore(self, strategy: Strategy) -> bool:
         """Load the latest snapshot into ``strategy`` and the evaluator.
@@ -399,9 +424,9 @@ class Checkpointer:
                 f"this library reads format {CHECKPOINT_FORMAT}"
             )
         _check_version(manifest.get("library_version"), path)
-        entries = manifest.get("cache")
+        entries = manifest.get("records")
         if not isinstance(entries, list):
-            raise ValueError(f"{path} lacks its list of cache files")
+            raise ValueError(f"{path} lacks its list of record files")
 
         state = self._load_entry(manifest.get("state"))
         if not isinstance(state, dict):
@@ -414,15 +439,23 @@ class Checkpointer:
         num_trained = state.get("num_trained")
         if not isinstance(num_trained, int):
             raise ValueError(f"{path}: bad num_trained {num_trained!r}")
+        saved = state.get("strategy")
+        if not isinstance(saved, dict):
+            raise ValueError(f"{path}: the state file lacks the strategy's state")
         results: list[ChildResult] = []
+        history: list[Any] = []
+        children: list[Any] = []
         for entry in entries:
             payload = self._load_entry(entry)
-            if not isinstance(payload, dict) or not isinstance(
-                payload.get("results"), list
+            if not isinstance(payload, dict) or not all(
+                isinstance(payload.get(part), list)
+                for part in ("results", "history", "children")
             ):
-                raise ValueError(f"{path}: a cache file does not hold results")
+                raise ValueError(f"{path}: a record file does not hold records")
             results.extend(result_from_state(r) for r in payload["results"])
-        strategy.load_state_dict(state["strategy"])
+            history += payload["history"]
+            children += payload["children"]
+        strategy.load_state_dict({**saved, "history": history, "children": children})
 
         self.evaluator.num_trained = num_trained
         if isinstance(self.evaluator, CachingEvaluator):
@@ -430,7 +463,8 @@ class Checkpointer:
                 key = self.evaluator.key(result.architecture)
                 self.evaluator.cache[key] = result
                 self._saved.add(key)
-        self._cache_files = entries
+        self._num_history, self._num_children = len(history), len(children)
+        self._record_files = entries
         self._remove_unnamed(manifest)
         logger.info("resumed %s after episode %d", self.folder, strategy.episode)
         return True
@@ -459,7 +493,7 @@ class Checkpointer:
         keep = set()
         if manifest is not None:
             keep = {manifest["state"]["file"]}
-            keep |= {entry["file"] for entry in manifest["cache"]}
+            keep |= {entry["file"] for entry in manifest["records"]}
         for path in self.folder.iterdir():
             stale = _SNAPSHOT_FILE.fullmatch(path.name) and path.name not in keep
             if stale or path.name.endswith(".tmp"):

@@ -227,16 +227,21 @@ class Strategy:
             "batch_size": self.batch_size,
         }
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, records: bool = True) -> dict[str, Any]:
         """Everything needed to continue after the current episode, as plain
         data and tensors (``torch.save`` with weights-only loading).
 
         The evaluator's cache is not included: see :mod:`automl_lib.runs`.
+        With ``records=False`` the history and children rows are left out (a
+        checkpoint writes them episode by episode instead).
         """
-        return {
-            "settings": self.settings(),
+        rows = {
             "history": [dict(row) for row in self.history],
             "children": [dict(row) for row in self.children],
+        }
+        return {
+            "settings": self.settings(),
+            **(rows if records else {}),
             "best": None if self.best is None else result_state(self.best),
             "seconds": self.seconds,
             **self._extra_state(),

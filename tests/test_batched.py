@@ -11,6 +11,8 @@ import torch
 import automl_lib.child as child_module
 from automl_lib import batched
 from automl_lib.batched import (
+    MAX_GROUP,
+    MIN_GROUPS,
     _argmax,
     parallel_map,
     plan_groups,
@@ -328,6 +330,23 @@ def test_plan_groups_is_a_deterministic_partition_by_depth():
     assert plan_groups([]) == []
     with pytest.raises(ValueError, match="max_group"):
         plan_groups(archs, max_group=0)
+
+
+def test_a_small_request_is_cut_into_several_groups():
+    # one episode's worth of children of one depth still makes MIN_GROUPS groups
+    archs = [a for a in SearchSpace().sample(200, seed=3) if a.depth == 5][:12]
+    assert len(archs) == 12
+    groups = plan_groups(archs)
+    assert len(groups) == MIN_GROUPS and sorted(map(len, groups)) == [3, 3, 3, 3]
+    assert len(plan_groups(archs, min_groups=1)) == 1
+    # a large request keeps groups of MAX_GROUP, whatever min_groups
+    many = [a for a in SearchSpace().sample(3000, seed=3) if a.depth == 5][:384]
+    sizes = {len(g) for g in plan_groups(many)}
+    assert sizes == {MAX_GROUP} and len(plan_groups(many)) == 384 // MAX_GROUP
+    # the plan is a function of the request alone
+    assert plan_groups(archs) == plan_groups(list(archs))
+    with pytest.raises(ValueError, match="min_groups"):
+        plan_groups(archs, min_groups=0)
 
 
 def test_train_group_wants_one_depth(moons):

@@ -11,7 +11,7 @@ import torch
 
 from automl_lib import __version__
 from automl_lib.child import TrainConfig
-from automl_lib.controller import Controller
+from automl_lib.controller import Controller, load_weights_only
 from automl_lib.evaluation import ChildEvaluator, FunctionEvaluator
 from automl_lib.reinforce import Search, SearchConfig
 from automl_lib.runs import (
@@ -163,7 +163,7 @@ def test_a_crash_between_files_leaves_the_previous_snapshot(tmp_path, moons):
     search.run(progress=False, callback=Checkpointer(tmp_path, evaluator))
     # what a crash while writing episode 3 leaves behind
     (tmp_path / "state-000003.pt").write_bytes(b"half a file")
-    (tmp_path / "cache-000003.pt").write_bytes(b"half a file")
+    (tmp_path / "records-000009.pt").write_bytes(b"half a file")
     (tmp_path / "checkpoint.json.tmp").write_text("{")
 
     again = make_strategy("random", make_evaluator(moons), episodes=2)
@@ -171,8 +171,39 @@ def test_a_crash_between_files_leaves_the_previous_snapshot(tmp_path, moons):
     assert same_floats(again.history, search.history)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "state-000003.pt" not in names and "checkpoint.json.tmp" not in names
-    assert "cache-000003.pt" not in names and "state-000002.pt" in names
+    assert "records-000009.pt" not in names and "state-000002.pt" in names
     assert "state-000001.pt" not in names  # older snapshots are cleaned
+
+
+def test_each_episode_writes_only_what_it_added(tmp_path, moons):
+    evaluator = make_evaluator(moons)
+    search = make_strategy("random", evaluator, episodes=3)
+    search.run(progress=False, callback=Checkpointer(tmp_path, evaluator))
+    manifest = read_json(tmp_path / MANIFEST)
+    parts = [
+        load_weights_only(tmp_path / entry["file"], "records")
+        for entry in manifest["records"]
+    ]
+    assert [len(part["history"]) for part in parts] == [1, 1, 1]
+    assert [row["episode"] for part in parts for row in part["children"]] == [
+        row["episode"] for row in search.children
+    ]
+    trained = sum(len(part["results"]) for part in parts)
+    assert trained == len(evaluator.cache) == search.children_trained
+    # the state file is the same size whatever the episode: no records in it
+    state = load_weights_only(tmp_path / manifest["state"]["file"], "state")
+    assert "history" not in state["strategy"]
+    assert "children" not in state["strategy"]
+
+
+def test_a_missing_record_file_is_a_clear_error(tmp_path, moons):
+    evaluator = make_evaluator(moons)
+    search = make_strategy("random", evaluator, episodes=2)
+    search.run(progress=False, callback=Checkpointer(tmp_path, evaluator))
+    (tmp_path / "records-000001.pt").unlink()
+    again = make_strategy("random", make_evaluator(moons), episodes=2)
+    with pytest.raises(ValueError, match="records-000001.pt cannot be read"):
+        Checkpointer(tmp_path, again.evaluator).restore(again)
 
 
 def test_restore_without_snapshot_changes_nothing(tmp_path, moons):
