@@ -616,11 +616,13 @@ class _Trainer:
             if epoch == max_epochs or not self.num_alive:
                 break
             loss = self.loss(self.logits[:, :, :n])
-            finite = torch.isfinite(loss) | ~self.alive
+            finite = torch.isfinite(loss)
             if not bool(finite.all()):
-                self.finish_diverged(~finite, epoch)
-                if not self.num_alive:
-                    break
+                diverged = ~finite & self.alive
+                if bool(diverged.any()):
+                    self.finish_diverged(diverged, epoch)
+                    if not self.num_alive:
+                        break
             if self.keep_history:
                 self.losses = _grown(self.losses, epoch)
                 self.losses[self.order, epoch] = loss.to(torch.float64)
@@ -648,10 +650,9 @@ class _Trainer:
         for k in range(1, logits.shape[1]):
             largest = torch.maximum(largest, logits[:, k])
         shifted = logits - largest.unsqueeze(1)
-        picked = sum(
-            shifted[:, k, a:b].sum(dim=1)
-            for k, (a, b) in enumerate(self.points.classes)
-        )
+        picked = shifted[:, 0, slice(*self.points.classes[0])].sum(dim=1)
+        for k, (a, b) in enumerate(self.points.classes[1:], start=1):
+            picked = picked + shifted[:, k, a:b].sum(dim=1)
         exp = shifted.exp_()
         total = exp[:, 0]
         for k in range(1, logits.shape[1]):
@@ -697,9 +698,10 @@ class _Trainer:
             self.val_counts = _grown(self.val_counts, epoch - 1)
             self.val_counts[self.order, epoch - 1] = correct
         improved = correct > self.best_count
-        # lerp by 0 or 1 copies exactly, and much faster than where
-        mask = improved.to(self.dtype).index_select(0, self.layout.param_slot)
-        self.best.lerp_(self.params, mask)
+        if bool(improved.any()):
+            # lerp by 0 or 1 copies exactly, and much faster than where
+            mask = improved.to(self.dtype).index_select(0, self.layout.param_slot)
+            self.best.lerp_(self.params, mask)
         torch.maximum(self.best_count, correct, out=self.best_count)
         self.best_epoch.masked_fill_(improved, epoch)
         self.since_best.add_(1).masked_fill_(improved, 0)
@@ -799,7 +801,8 @@ def _argmax(logits: torch.Tensor) -> torch.Tensor:
             index = better.to(torch.int64)
         else:
             index.masked_fill_(better, k)
-        best = torch.maximum(best, value)  # NaN sticks, as in argmax
+        if k < logits.shape[1] - 1:
+            best = torch.maximum(best, value)  # NaN sticks, as in argmax
     return index if index is not None else torch.zeros(best.shape, dtype=torch.int64)
 
 

@@ -116,8 +116,11 @@ def _perturbed_init(size, seed=12345):
 def test_float32_rewards_change_no_more_than_under_a_tiny_perturbation(
     moons, monkeypatch
 ):
-    archs = SearchSpace().sample(24, seed=2)
-    config = TrainConfig(max_epochs=150, patience=30)
+    # the full protocol: shorter training leaves too little room for chaos
+    # (measured here: 1 of these 80 rewards moves between the trainers, 2
+    # under the perturbation)
+    archs = SearchSpace().sample(80, seed=2)
+    config = TrainConfig()
     reference = [
         train_child(a, moons, config, seed=0, keep_history=False) for a in archs
     ]
