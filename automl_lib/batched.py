@@ -650,9 +650,10 @@ class _Trainer:
         for k in range(1, logits.shape[1]):
             largest = torch.maximum(largest, logits[:, k])
         shifted = logits - largest.unsqueeze(1)
-        picked = shifted[:, 0, slice(*self.points.classes[0])].sum(dim=1)
-        for k, (a, b) in enumerate(self.points.classes[1:], start=1):
-            picked = picked + shifted[:, k, a:b].sum(dim=1)
+        picked = sum(
+            shifted[:, k, a:b].sum(dim=1)
+            for k, (a, b) in enumerate(self.points.classes)
+        )
         exp = shifted.exp_()
         total = exp[:, 0]
         for k in range(1, logits.shape[1]):
@@ -801,8 +802,7 @@ def _argmax(logits: torch.Tensor) -> torch.Tensor:
             index = better.to(torch.int64)
         else:
             index.masked_fill_(better, k)
-        if k < logits.shape[1] - 1:
-            best = torch.maximum(best, value)  # NaN sticks, as in argmax
+        best = torch.maximum(best, value)  # NaN sticks, as in argmax
     return index if index is not None else torch.zeros(best.shape, dtype=torch.int64)
 
 

@@ -12,10 +12,9 @@ children's rows, and the children first trained in it with their kept
 weights) are written first; then the small manifest ``checkpoint.json``, which
 names them with their SHA-256 digests, is renamed into place. Each episode
 writes only what is new, so a checkpoint costs the same at the last episode as
-at the first. A crash at any instant leaves the
-previous manifest and every file it names whole. Files no manifest names are
-removed. Everything is JSON or weights-only tensors, so opening a shared run
-folder never runs code from it.
+at the first. A crash at any instant leaves the previous manifest and every
+file it names whole. Files no manifest names are removed. Everything is JSON or
+weights-only tensors, so opening a shared run folder never runs code from it.
 """
 
 from __future__ import annotations
@@ -390,15 +389,19 @@ class Checkpointer:
     def _unsaved(
         self, cache: dict[Hashable, ChildResult]
     ) -> list[tuple[Hashable, ChildResult]]:
-        """Cache entries the snapshot files lack. A cache only grows, so they
-        are its newest entries; the rest is checked from the newest back."""
+        """Cache entries the snapshot files lack, in the cache's order.
+
+        A cache only grows, so these are usually its newest entries, found
+        from the end back; only a cache that held unsaved entries before a
+        restore added saved ones after them needs the full scan.
+        """
         new = []
         for key in reversed(cache):
             if key in self._saved:
                 break
             new.append((key, cache[key]))
         new.reverse()
-        if len(self._saved) + len(new) < len(cache):  # entries were replaced
+        if len(self._saved) + len(new) < len(cache):
             new = [(k, r) for k, r in cache.items() if k not in self._saved]
         return new
 

@@ -25,7 +25,7 @@ from automl_lib.runs import (
     read_json,
     write_json,
 )
-from automl_lib.search_space import SearchSpace
+from automl_lib.search_space import Architecture, SearchSpace
 from automl_lib.strategies import RandomSearch
 
 SPACE = SearchSpace(units=(2, 4, 8), activations=("relu", "tanh"), max_layers=2)
@@ -194,6 +194,30 @@ def test_each_episode_writes_only_what_it_added(tmp_path, moons):
     state = load_weights_only(tmp_path / manifest["state"]["file"], "state")
     assert "history" not in state["strategy"]
     assert "children" not in state["strategy"]
+
+
+def test_children_trained_before_a_restore_are_saved_too(tmp_path, moons):
+    evaluator = make_evaluator(moons)
+    search = make_strategy("random", evaluator, episodes=3)
+    checkpointer = Checkpointer(tmp_path, evaluator)
+    search.step()
+    checkpointer.save(search)
+
+    # a cache that already holds a child when the snapshot is restored into it
+    again = make_evaluator(moons)
+    [early] = again.evaluate([Architecture.parse("8-tanh 8-tanh")])
+    resumed = make_strategy("random", again, episodes=3)
+    checkpointer = Checkpointer(tmp_path, again)
+    assert checkpointer.restore(resumed)
+    resumed.step()
+    checkpointer.save(resumed)
+
+    last = make_evaluator(moons)
+    assert Checkpointer(tmp_path, last).restore(
+        make_strategy("random", last, episodes=3)
+    )
+    assert last.cache.keys() == again.cache.keys()
+    assert last.cache[last.key(early.architecture)].reward == early.reward
 
 
 def test_a_missing_record_file_is_a_clear_error(tmp_path, moons):
