@@ -418,6 +418,12 @@ class Checkpointer:
         """
         path = self.folder / MANIFEST
         if not path.exists():
+            if any(_SNAPSHOT_FILE.fullmatch(p.name) for p in self.folder.iterdir()):
+                raise ValueError(
+                    f"{self.folder} holds checkpoint files but no {MANIFEST}, so "
+                    "they cannot be checked; put it back, or move the files away to "
+                    "start the search again"
+                )
             self._remove_unnamed(None)
             return False
         manifest = read_json(path)
@@ -458,6 +464,11 @@ class Checkpointer:
             results.extend(result_from_state(r) for r in payload["results"])
             history += payload["history"]
             children += payload["children"]
+        if manifest.get("episode") != len(history):
+            raise ValueError(
+                f"{path} names episode {manifest.get('episode')!r}, but its record "
+                f"files hold {len(history)} episodes"
+            )
         strategy.load_state_dict({**saved, "history": history, "children": children})
 
         self.evaluator.num_trained = num_trained

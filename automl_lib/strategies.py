@@ -267,6 +267,13 @@ class Strategy:
             self.batch_size
         ):
             raise ValueError("saved history, children and seconds do not agree")
+        # every episode once and in order, each with its children in order
+        episodes = [row["episode"] for row in history]
+        places = [(row["episode"] - 1, row["position"]) for row in children]
+        if episodes != list(range(1, len(history) + 1)) or places != [
+            divmod(i, self.batch_size) for i in range(len(children))
+        ]:
+            raise ValueError("saved history and children are not episodes 1 to N")
         self._load_extra_state(state)
         self.history, self.children, self.best = history, children, best
         self.seconds = seconds

@@ -196,6 +196,39 @@ def test_each_episode_writes_only_what_it_added(tmp_path, moons):
     assert "children" not in state["strategy"]
 
 
+def test_checkpoint_files_without_a_manifest_are_kept_and_refused(tmp_path, moons):
+    evaluator = make_evaluator(moons)
+    search = make_strategy("random", evaluator, episodes=2)
+    search.run(progress=False, callback=Checkpointer(tmp_path, evaluator))
+    (tmp_path / MANIFEST).unlink()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    again = make_strategy("random", make_evaluator(moons), episodes=2)
+    with pytest.raises(ValueError, match="checkpoint files but no checkpoint.json"):
+        Checkpointer(tmp_path, again.evaluator).restore(again)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "edit, episode, message",
+    [
+        (lambda files: files[1:], 2, "not episodes 1 to N"),
+        (lambda files: [files[0], files[0], *files[2:]], 3, "not episodes 1 to N"),
+        (lambda files: files[:-1], 3, "names episode 3, but its record files hold 2"),
+    ],
+)
+def test_a_manifest_with_records_left_out_or_repeated_is_refused(
+    tmp_path, moons, edit, episode, message
+):
+    evaluator = make_evaluator(moons)
+    search = make_strategy("random", evaluator, episodes=3)
+    search.run(progress=False, callback=Checkpointer(tmp_path, evaluator))
+    records = edit(read_json(tmp_path / MANIFEST)["records"])
+    edit_manifest(tmp_path, records=records, episode=episode)
+    again = make_strategy("random", make_evaluator(moons), episodes=3)
+    with pytest.raises(ValueError, match=message):
+        Checkpointer(tmp_path, again.evaluator).restore(again)
+
+
 def test_children_trained_before_a_restore_are_saved_too(tmp_path, moons):
     evaluator = make_evaluator(moons)
     search = make_strategy("random", evaluator, episodes=3)
