@@ -414,7 +414,9 @@ class Checkpointer:
         ------
         ValueError
             If the snapshot is damaged, was written by another library version,
-            or belongs to another search (search space, settings, data).
+            or belongs to another search (search space, settings, data); or if
+            checkpoint files lie in the folder without their manifest (they are
+            kept).
         """
         path = self.folder / MANIFEST
         if not path.exists():
