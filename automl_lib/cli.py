@@ -540,10 +540,11 @@ def _resume(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
 
     out = Path(args.resume)
     defaults = build_parser().parse_args([args.command])
+    # an option typed at its default value would be ignored just the same
     given = [
-        "--" + name.replace("_", "-")
-        for name, value in vars(args).items()
-        if name not in RESUME_MAY_CHANGE and value != getattr(defaults, name)
+        option
+        for option in args.typed
+        if option[2:].replace("-", "_") not in RESUME_MAY_CHANGE
     ]
     if given:
         raise UsageError(
@@ -670,6 +671,19 @@ def _handlers() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _typed_options(argv: Sequence[str]) -> list[str]:
+    """The long options on a command line, in order, each once (``--name`` of
+    ``--name value`` and of ``--name=value``)."""
+    typed: list[str] = []
+    for token in argv:
+        if token == "--":  # what follows is not an option
+            break
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and name not in typed:
+            typed.append(name)
+    return typed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status.
 
@@ -677,8 +691,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     and few cores this is the fastest setting, and it keeps every sum in the
     same order, so the same seed gives the same history in any fresh process.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.typed = _typed_options(argv)
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -313,6 +313,12 @@ ROWS = [
         note="DIR an unfinished run",
     ),
     cli_row(
+        "search --resume DIR --seed 0 --lr=0.01",
+        "--resume continues DIR with the settings stored there; leave out --seed --lr",
+        setup=unfinished_run,
+        note="DIR an unfinished run; options at their default values",
+    ),
+    cli_row(
         "search --resume DIR",
         "--resume: DIR holds a 'random' run, not a search",
         setup=random_run,
