@@ -700,12 +700,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     os.environ.setdefault("MPLBACKEND", "Agg")
 
-    import torch
-
-    torch.set_num_threads(1)
     runner = run_search if args.command == "search" else run_random
     with _handlers():
         try:
+            import torch  # inside: Ctrl-C while it loads ends like any other
+
+            torch.set_num_threads(1)
             summary, out = runner(args)
         except UsageError as error:
             print(f"error: {error}", file=sys.stderr)
