@@ -510,12 +510,18 @@ def _search(
     resume: bool,
 ) -> dict[str, Any]:
     from .reinforce import Search
-    from .runs import Checkpointer, FolderInUseError, finish_search, lock_folder
+    from .runs import (
+        CHECKPOINT,
+        Checkpointer,
+        FolderInUseError,
+        finish_search,
+        lock_folder,
+    )
 
     seed = settings["seed"]
     data, evaluator = _evaluator(args, settings)
     search = Search(settings["space"], evaluator, config, seed=seed)
-    checkpointer = Checkpointer(out, evaluator)
+    checkpointer = Checkpointer(out / CHECKPOINT, evaluator)
     try:
         with lock_folder(out):
             if resume:

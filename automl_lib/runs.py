@@ -2,8 +2,8 @@
 
 A run folder holds ``run.json`` (the settings it was started with),
 ``summary.json``, ``history.csv`` (one row per episode), ``children.csv`` (one
-row per sampled child), the controller's weights, PNG figures, and while a
-search runs, a checkpoint after every episode.
+row per sampled child), the controller's weights, PNG figures, and a
+``checkpoint`` folder, written after every episode of a search.
 
 A checkpoint is one consistent snapshot: ``state-NNNNNN.pt`` (strategy,
 controller, optimiser, baseline, random generators, best child) and
@@ -57,12 +57,14 @@ CHILDREN = "children.csv"
 CONTROLLER = "controller.pt"
 RUN_SETTINGS = "run.json"
 MANIFEST = "checkpoint.json"
+CHECKPOINT = "checkpoint"
+"""The folder of a run that holds its checkpoint (see :class:`Checkpointer`)."""
 LOCK = "run.lock"
 
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout; another version is refused."""
 
-RUN_FILES = (SUMMARY, RUN_SETTINGS, MANIFEST, HISTORY, CHILDREN)
+RUN_FILES = (SUMMARY, RUN_SETTINGS, HISTORY, CHILDREN)
 """A folder holding one of these is a run folder that ``overwrite`` may replace."""
 
 _SNAPSHOT_FILE = re.compile(r"(state|records)-\d{6}\.pt")
@@ -97,7 +99,11 @@ def prepare_folder(path: str | Path, overwrite: bool = False) -> Path:
             )
         with lock_folder(path):
             for entry in path.iterdir():
-                if entry.name != LOCK:
+                if entry.is_dir():  # the checkpoint folder: files only
+                    for inner in entry.iterdir():
+                        inner.unlink()
+                    entry.rmdir()
+                elif entry.name != LOCK:
                     entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -108,9 +114,23 @@ def _is_run_folder(path: Path) -> bool:
     files: overwrite never deletes anything else."""
     if not any((path / name).is_file() for name in (RUN_SETTINGS, SUMMARY)):
         return False
-    patterns = (*RUN_FILES, CONTROLLER, LOCK, "*.png", "*.pt", "*.tmp")
+    patterns = (*RUN_FILES, MANIFEST, CONTROLLER, LOCK, "*.png", "*.pt", "*.tmp")
     return all(
         entry.is_file() and any(entry.match(p) for p in patterns)
+        for entry in path.iterdir()
+        if not (entry.name == CHECKPOINT and _is_checkpoint_folder(entry))
+    )
+
+
+def _is_checkpoint_folder(path: Path) -> bool:
+    """True if ``path`` is a folder of checkpoint files and nothing else."""
+    return path.is_dir() and all(
+        entry.is_file()
+        and (
+            entry.name == MANIFEST
+            or entry.name.endswith(".tmp")
+            or bool(_SNAPSHOT_FILE.fullmatch(entry.name))
+        )
         for entry in path.iterdir()
     )
 
@@ -309,7 +329,8 @@ class Checkpointer:
     Parameters
     ----------
     folder : path
-        The run folder.
+        Where the snapshot files go, created on the first save; the command
+        line uses the run folder's :data:`CHECKPOINT` folder.
     evaluator : Evaluator
         Its cache (each child with its kept weights) and ``num_trained`` are
         part of the snapshot.
@@ -348,6 +369,8 @@ class Checkpointer:
 
     def save(self, strategy: Strategy) -> None:
         """Write the snapshot after the strategy's current episode."""
+        if not self._record_files:
+            self.folder.mkdir(parents=True, exist_ok=True)
         new: list[tuple[Hashable, ChildResult]] = []
         if isinstance(self.evaluator, CachingEvaluator):
             new = self._unsaved(self.evaluator.cache)
@@ -420,7 +443,7 @@ class Checkpointer:
         """
         path = self.folder / MANIFEST
         if not path.exists():
-            if any(_SNAPSHOT_FILE.fullmatch(p.name) for p in self.folder.iterdir()):
+            if any(_SNAPSHOT_FILE.fullmatch(p.name) for p in self._files()):
                 raise ValueError(
                     f"{self.folder} holds checkpoint files but no {MANIFEST}, so "
                     "they cannot be checked; put it back, or move the files away to "
@@ -510,10 +533,13 @@ class Checkpointer:
         if manifest is not None:
             keep = {manifest["state"]["file"]}
             keep |= {entry["file"] for entry in manifest["records"]}
-        for path in self.folder.iterdir():
+        for path in self._files():
             stale = _SNAPSHOT_FILE.fullmatch(path.name) and path.name not in keep
             if stale or path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)
+
+    def _files(self) -> list[Path]:
+        return list(self.folder.iterdir()) if self.folder.is_dir() else []
 
 
 def base_summary() -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 
 from automl_lib import cli
 from automl_lib.controller import Controller
-from automl_lib.runs import MANIFEST, lock_folder, read_json
+from automl_lib.runs import CHECKPOINT, MANIFEST, lock_folder, read_json
 from automl_lib.search_space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_tiny_search_writes_the_run_folder(tmp_path, capsys):
     assert (out / "rewards.png").stat().st_size > 0
     assert (out / "decision_regions.png").stat().st_size > 0
     assert read_json(out / "run.json")["options"]["episodes"] == "2"
-    assert read_json(out / MANIFEST)["episode"] == 2
+    assert read_json(out / CHECKPOINT / MANIFEST)["episode"] == 2
 
 
 def test_tiny_random_writes_the_run_folder(tmp_path):
@@ -201,7 +201,7 @@ def wait_for_checkpoint(folder, process, after=0, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if read_json(folder / MANIFEST)["episode"] > after:
+            if read_json(folder / CHECKPOINT / MANIFEST)["episode"] > after:
                 return
         except (ValueError, KeyError):
             pass
@@ -223,13 +223,13 @@ def test_killed_search_resumes_to_the_same_results(two_fresh_runs, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert not finished, f"the run ended before it was killed ({note})"
-    manifest = read_json(out / MANIFEST)
-    assert (out / manifest["state"]["file"]).exists(), note
+    manifest = read_json(out / CHECKPOINT / MANIFEST)
+    assert (out / CHECKPOINT / manifest["state"]["file"]).exists(), note
 
     finish(start(["search", "--resume", str(out)], tmp_path))
     reference, _ = two_fresh_runs
     assert results(out) == results(reference), note
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in [*out.iterdir(), *(out / CHECKPOINT).iterdir()]}
     assert not any(name.endswith(".tmp") for name in names)
     assert len([n for n in names if n.startswith("state-")]) == 1
 

@@ -25,7 +25,14 @@ from automl_lib.controller import Controller
 from automl_lib.data import from_arrays, from_splits  # noqa: F401 - used by rows
 from automl_lib.evaluation import ChildEvaluator
 from automl_lib.reinforce import SearchConfig  # noqa: F401 - used by rows
-from automl_lib.runs import MANIFEST, RUN_SETTINGS, SUMMARY, read_json, write_json
+from automl_lib.runs import (
+    CHECKPOINT,
+    MANIFEST,
+    RUN_SETTINGS,
+    SUMMARY,
+    read_json,
+    write_json,
+)
 from automl_lib.search_space import Architecture, SearchSpace
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -80,11 +87,11 @@ def run_with_crafted_checkpoint(folder: Path) -> None:
     buffer = io.BytesIO()
     torch.save({"strategy": Payload(folder.parent / "marker")}, buffer)
     data = buffer.getvalue()
-    (folder / "state-000001.pt").write_bytes(data)
+    (folder / CHECKPOINT / "state-000001.pt").write_bytes(data)
     # the digest is easy to fix too; the loader must refuse on its own
-    manifest = read_json(folder / MANIFEST)
+    manifest = read_json(folder / CHECKPOINT / MANIFEST)
     manifest["state"]["sha256"] = hashlib.sha256(data).hexdigest()
-    write_json(folder / MANIFEST, manifest)
+    write_json(folder / CHECKPOINT / MANIFEST, manifest)
 
 
 def controller_of_another_version(folder: Path) -> None:
@@ -338,9 +345,9 @@ ROWS = [
     ),
     cli_row(
         "search --resume DIR",
-        "--resume: refused to load checkpoint file DIR/state-000001.pt: it holds "
-        "more than tensors and plain data (Unsupported global: GLOBAL io.open), "
-        "and unpickling it could run code",
+        "--resume: refused to load checkpoint file DIR/checkpoint/state-000001.pt: "
+        "it holds more than tensors and plain data (Unsupported global: GLOBAL "
+        "io.open), and unpickling it could run code",
         setup=run_with_crafted_checkpoint,
         note="a checkpoint whose unpickling would run code",
     ),

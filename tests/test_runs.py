@@ -15,7 +15,9 @@ from automl_lib.controller import Controller, load_weights_only
 from automl_lib.evaluation import ChildEvaluator, FunctionEvaluator
 from automl_lib.reinforce import Search, SearchConfig
 from automl_lib.runs import (
+    CHECKPOINT,
     MANIFEST,
+    RUN_SETTINGS,
     Checkpointer,
     FolderInUseError,
     finish_search,
@@ -79,6 +81,24 @@ def test_overwrite_spares_a_folder_with_anything_but_run_files(tmp_path):
     with pytest.raises(FileExistsError, match="not a run folder"):
         prepare_folder(tmp_path, overwrite=True)
     assert (tmp_path / "src" / "thesis.tex").read_text() == "keep me"
+
+
+def test_overwrite_replaces_a_run_with_its_checkpoint_but_nothing_else(tmp_path, moons):
+    out = prepare_folder(tmp_path / "run")
+    write_json(out / RUN_SETTINGS, {"command": "search", "options": {}})
+    evaluator = make_evaluator(moons)
+    search = make_strategy("random", evaluator, episodes=2)
+    search.run(progress=False, callback=Checkpointer(out / CHECKPOINT, evaluator))
+    assert (out / CHECKPOINT / MANIFEST).exists()
+
+    (out / CHECKPOINT / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a run folder"):
+        prepare_folder(out, overwrite=True)
+    assert (out / CHECKPOINT / "notes.txt").read_text() == "keep me"
+
+    (out / CHECKPOINT / "notes.txt").unlink()
+    prepare_folder(out, overwrite=True)
+    assert [p.name for p in out.iterdir()] in ([], ["run.lock"])
 
 
 def test_overwrite_refuses_a_folder_in_use(tmp_path):
