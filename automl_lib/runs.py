@@ -369,8 +369,7 @@ class Checkpointer:
 
     def save(self, strategy: Strategy) -> None:
         """Write the snapshot after the strategy's current episode."""
-        if not self._record_files:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         new: list[tuple[Hashable, ChildResult]] = []
         if isinstance(self.evaluator, CachingEvaluator):
             new = self._unsaved(self.evaluator.cache)
